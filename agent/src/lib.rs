@@ -8,13 +8,11 @@
 //! - [`http_client`]: HTTP clients with TLS (rustls + ring) and auth, shared by scraping and remote write.
 //! - [`agent`]: the running agent: start, reload, shutdown.
 //! - [`web`]: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/targets`.
-//! - [`logfmt`]: the `--log.format=logfmt` line format, as Prometheus's go-kit logfmt.
 
 pub mod agent;
 pub mod config;
 pub mod discovery;
 pub mod http_client;
-pub mod logfmt;
 pub mod remote_write;
 pub mod scrape;
 pub mod web;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
@@ -53,15 +53,7 @@ pub async fn serve(listener: TcpListener, state: WebState, shutdown: Cancellatio
 }
 
 async fn metrics(State(state): State<WebState>) -> Response {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            body,
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    trawl_process::metrics_response(&state.registry)
 }
 
 async fn ready(State(state): State<WebState>) -> Response {
