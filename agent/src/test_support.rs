@@ -1,9 +1,10 @@
 //! Loopback peers for unit tests: a scripted remote-write receiver that records what it decodes,
-//! and a
-//! scrape target whose body, content type and status the test changes as it goes.
+//! a scrape target whose body, content type and status the test changes as it goes, a raw
+//! HTTP/1.1 server scripted byte by byte ([`RawServer`], plain or TLS), and a test CA ([`Ca`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use trawl_model::remote::{WriteRequest, decode_write_request};
 
@@ -270,4 +276,250 @@ async fn serve(app: Router) -> url::Url {
     let address = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     url::Url::parse(&format!("http://{address}/")).expect("url")
+}
+
+/// A test certificate authority made with rcgen.
+pub struct Ca {
+    /// The CA certificate and key.
+    pub issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    /// A new self-signed CA named `name`.
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        params.distinguished_name.push(DnType::CommonName, name);
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    /// A leaf certificate for `names` (DNS names or IP addresses) signed by this CA.
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert: cert.der().clone(),
+            key: key.serialize_der(),
+        }
+    }
+}
+
+/// A leaf certificate and its key, in DER and PEM.
+pub struct Leaf {
+    /// Certificate, DER.
+    pub cert: CertificateDer<'static>,
+    /// PKCS#8 key, DER.
+    pub key: Vec<u8>,
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Key, PEM.
+    pub key_pem: String,
+}
+
+impl Leaf {
+    /// A rustls server config presenting this certificate; requires a client certificate
+    /// signed by `client_ca` when given; offers `alpn` (none when empty).
+    pub fn server_config(&self, client_ca: Option<&Ca>, alpn: &[&[u8]]) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca.issuer.der().clone()).unwrap();
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
+        let mut config = builder.with_single_cert(vec![self.cert.clone()], key).unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
+    }
+}
+
+/// What a [`RawServer`] does with one request.
+#[derive(Clone)]
+pub enum Answer {
+    /// Writes the bytes and waits for the next request on the same connection.
+    Keep(Vec<u8>),
+    /// Writes the bytes, then closes the connection.
+    Close(Vec<u8>),
+    /// Closes the connection without answering.
+    HangUp,
+    /// Writes the bytes one at a time, `delay` apart, then closes (a slow loris).
+    Trickle(Vec<u8>, Duration),
+    /// Writes `head`, then `chunk` again and again until the client goes away.
+    Endless {
+        /// Status line, headers and the blank line.
+        head: Vec<u8>,
+        /// Repeated body bytes.
+        chunk: Vec<u8>,
+    },
+}
+
+/// A 200 text-format response with `Content-Length`.
+pub fn http_ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One request a [`RawServer`] received.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    /// Which accepted connection it came on, from 0.
+    pub connection: usize,
+    /// Its position on that connection, from 0.
+    pub index: usize,
+    /// Request line and headers, as text.
+    pub head: String,
+}
+
+/// A TLS connection's view of the handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handshake {
+    /// SNI sent by the client.
+    pub server_name: Option<String>,
+    /// ALPN protocol agreed.
+    pub alpn: Option<Vec<u8>>,
+}
+
+type Respond = dyn Fn(&RawRequest) -> Answer + Send + Sync;
+
+/// An HTTP/1.1 server on 127.0.0.1 that answers each request head with the bytes a test
+/// scripts, counting connections; with a TLS acceptor it speaks HTTPS.
+#[derive(Clone)]
+pub struct RawServer {
+    /// `127.0.0.1:port`.
+    pub address: String,
+    accepts: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<RawRequest>>>,
+    handshakes: Arc<Mutex<Vec<Handshake>>>,
+}
+
+impl RawServer {
+    /// Starts a plain server answering with `respond`.
+    pub async fn start(respond: impl Fn(&RawRequest) -> Answer + Send + Sync + 'static) -> RawServer {
+        Self::start_with(None, Arc::new(respond)).await
+    }
+
+    /// Starts an HTTPS server with `config`.
+    pub async fn start_tls(
+        config: rustls::ServerConfig,
+        respond: impl Fn(&RawRequest) -> Answer + Send + Sync + 'static,
+    ) -> RawServer {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_with(Some(acceptor), Arc::new(respond)).await
+    }
+
+    async fn start_with(acceptor: Option<tokio_rustls::TlsAcceptor>, respond: Arc<Respond>) -> RawServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = RawServer {
+            address: listener.local_addr().unwrap().to_string(),
+            accepts: Arc::default(),
+            requests: Arc::default(),
+            handshakes: Arc::default(),
+        };
+        let state = server.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let connection = state.accepts.fetch_add(1, Ordering::SeqCst);
+                let (state, respond, acceptor) = (state.clone(), respond.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    match acceptor {
+                        None => state.serve(connection, tcp, &*respond).await,
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let session = tls.get_ref().1;
+                            state.handshakes.lock().unwrap().push(Handshake {
+                                server_name: session.server_name().map(str::to_owned),
+                                alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+                            });
+                            state.serve(connection, tls, &*respond).await;
+                        }
+                    }
+                });
+            }
+        });
+        server
+    }
+
+    async fn serve(&self, connection: usize, mut io: impl AsyncRead + AsyncWrite + Unpin, respond: &Respond) {
+        let mut buffered = Vec::new();
+        for index in 0.. {
+            let head = loop {
+                if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head: Vec<u8> = buffered.drain(..end + 4).collect();
+                    break String::from_utf8_lossy(&head).into_owned();
+                }
+                let mut buf = [0u8; 4096];
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffered.extend_from_slice(&buf[..n]),
+                }
+            };
+            let request = RawRequest {
+                connection,
+                index,
+                head,
+            };
+            self.requests.lock().unwrap().push(request.clone());
+            let written = match respond(&request) {
+                Answer::Keep(bytes) => io.write_all(&bytes).await,
+                Answer::Close(bytes) => {
+                    let _ = io.write_all(&bytes).await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                Answer::HangUp => return,
+                Answer::Trickle(bytes, delay) => {
+                    for byte in bytes {
+                        if io.write_all(&[byte]).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                    return;
+                }
+                Answer::Endless { head, chunk } => {
+                    let _ = io.write_all(&head).await;
+                    while io.write_all(&chunk).await.is_ok() {}
+                    return;
+                }
+            };
+            if written.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RawRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// TLS handshakes completed so far.
+    pub fn handshakes(&self) -> Vec<Handshake> {
+        self.handshakes.lock().unwrap().clone()
+    }
 }

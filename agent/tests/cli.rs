@@ -66,7 +66,7 @@ const EXAMPLE_ENV: [(&str, &str); 4] = [
     ("TRAWL_AGENT_NAME", "agent-1"),
     ("NODE_EXPORTER_PORT", "9100"),
     ("TRAWL_AGENT_PORT", "9480"),
-    ("RECEIVER_PORT", "9090"),
+    ("TRAWL_COLLECTOR_PORT", "19291"),
 ];
 
 #[test]

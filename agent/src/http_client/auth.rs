@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 use super::HttpClientError;
@@ -98,23 +100,35 @@ impl Auth {
         }
     }
 
-    /// Adds the credentials to `req`, reading secret files now.
+    /// The `Authorization` header value to send now, reading secret files; `None` when nothing
+    /// is sent. Marked sensitive so it never shows in debug output.
     ///
     /// Errors: an unreadable secret file, or credentials that are not a valid header value.
-    pub fn apply(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, HttpClientError> {
-        match self {
-            Auth::None => Ok(req),
-            // Base64 makes any username and password a valid header value.
-            Auth::Basic { username, password } => Ok(req.basic_auth(username, password.read()?)),
+    pub fn header(&self) -> Result<Option<HeaderValue>, HttpClientError> {
+        let text = match self {
+            Auth::None => return Ok(None),
+            Auth::Basic { username, password } => {
+                let password = password.read()?.unwrap_or_default();
+                format!("Basic {}", STANDARD.encode(format!("{username}:{password}")))
+            }
             Auth::Header { scheme, credentials } => match credentials.read()? {
-                None => Ok(req),
-                Some(credentials) => {
-                    let mut value = HeaderValue::from_str(&format!("{scheme} {credentials}"))
-                        .map_err(|_| HttpClientError::InvalidCredentials)?;
-                    value.set_sensitive(true);
-                    Ok(req.header(AUTHORIZATION, value))
-                }
+                None => return Ok(None),
+                Some(credentials) => format!("{scheme} {credentials}"),
             },
-        }
+        };
+        // Base64 makes any username and password valid; raw credentials may not be.
+        let mut value = HeaderValue::from_str(&text).map_err(|_| HttpClientError::InvalidCredentials)?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
+    /// Adds the credentials to `req`, reading secret files now.
+    ///
+    /// Errors: as [`Auth::header`].
+    pub fn apply(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, HttpClientError> {
+        Ok(match self.header()? {
+            Some(value) => req.header(AUTHORIZATION, value),
+            None => req,
+        })
     }
 }

@@ -1,8 +1,9 @@
-//! HTTP clients for scraping and remote write, built from an [`HttpClientConfig`], as
-//! prometheus/common `config.NewClientFromConfig`: rustls with the ring provider (never
-//! aws-lc), system roots or `ca_file`, client certificates, `server_name`,
-//! `insecure_skip_verify`, redirects; and per-request auth ([`Auth`]) whose secret files are
-//! re-read on every request.
+//! HTTP client settings from an [`HttpClientConfig`], as prometheus/common
+//! `config.NewClientFromConfig`: rustls with the ring provider (never aws-lc), system roots or
+//! `ca_file`, client certificates, `server_name`, `insecure_skip_verify`, redirects; and
+//! per-request auth ([`Auth`]) whose secret files are re-read on every request. Remote write
+//! uses the reqwest client of [`build_client`]; scrapes use [`tls_config`] and [`Auth`] with
+//! their own HTTP/1.1 connections (`crate::scrape::scraper`).
 //!
 //! - [`tls`]: the `rustls::ClientConfig` and the two custom certificate verifiers.
 //! - [`auth`]: basic auth and `Authorization` headers.
@@ -16,12 +17,13 @@ mod tests;
 use std::path::PathBuf;
 
 pub use auth::{Auth, Secret};
-pub use tls::tls_config;
+pub use tls::{server_name, tls_config};
 
 use crate::config::HttpClientConfig;
 
-/// Redirects followed when `follow_redirects` is true (Go's `http.Client` default).
-const MAX_REDIRECTS: usize = 10;
+/// Redirects followed when `follow_redirects` is true (Go's `http.Client` default); the next
+/// one fails the request.
+pub const MAX_REDIRECTS: usize = 10;
 
 /// Why a client could not be built or a request could not be authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +71,7 @@ pub enum HttpClientError {
 
 /// Builds a client for `cfg`: TLS as [`tls_config`], redirects per `follow_redirects`, no
 /// proxy from the environment (Prometheus 2.42 ignores `HTTP_PROXY`). Timeouts are per request:
-/// callers set the scrape or remote timeout with `RequestBuilder::timeout`.
+/// remote write sets `remote_timeout` with `RequestBuilder::timeout`.
 ///
 /// Errors: unreadable or invalid `ca_file`, `cert_file`, `key_file`, or `server_name`.
 pub fn build_client(cfg: &HttpClientConfig) -> Result<reqwest::Client, HttpClientError> {

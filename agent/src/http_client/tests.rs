@@ -7,74 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use rustls::RootCertStore;
-use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
 use crate::config::{Authorization, BasicAuth, HttpClientConfig, TlsConfig};
+use crate::test_support::{Ca, Leaf};
 
 /// Bound on every network wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        params.distinguished_name.push(DnType::CommonName, name);
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    /// A leaf certificate for `names`: (certificate DER, key DER, certificate PEM, key PEM).
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            cert: cert.der().clone(),
-            key: key.serialize_der(),
-        }
-    }
-}
-
-struct Leaf {
-    cert: CertificateDer<'static>,
-    key: Vec<u8>,
-    cert_pem: String,
-    key_pem: String,
-}
-
 /// A one-shot-per-connection HTTPS server; returns its port.
 async fn serve(leaf: &Leaf, client_ca: Option<&Ca>) -> u16 {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = match client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            roots.add(ca.issuer.der().clone()).unwrap();
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key.clone()));
-    let config = builder.with_single_cert(vec![leaf.cert.clone()], key).unwrap();
+    let config = leaf.server_config(client_ca, &[]);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -416,4 +361,24 @@ fn auth_from_config_and_secrets_stay_hidden() {
     };
     let req = none.apply(client.get("http://127.0.0.1/")).unwrap().build().unwrap();
     assert!(req.headers().get("authorization").is_none());
+}
+
+#[test]
+fn auth_header_values() {
+    let basic = |password: Secret| Auth::Basic {
+        username: "user".into(),
+        password,
+    };
+    let value = basic(Secret::Inline("pass".into())).header().unwrap().unwrap();
+    // base64("user:pass"); sensitive values are hidden from debug output.
+    assert_eq!(value, "Basic dXNlcjpwYXNz");
+    assert!(value.is_sensitive());
+    // No password sends "user:", as Go's `SetBasicAuth`.
+    assert_eq!(basic(Secret::None).header().unwrap().unwrap(), "Basic dXNlcjo=");
+    let bearer = Auth::Header {
+        scheme: "Bearer".into(),
+        credentials: Secret::Inline("t0ken".into()),
+    };
+    assert_eq!(bearer.header().unwrap().unwrap(), "Bearer t0ken");
+    assert_eq!(Auth::None.header().unwrap(), None);
 }

@@ -3,7 +3,8 @@
 //!   `ca_file` when it is set (Prometheus replaces the system pool too);
 //! - `cert_file` + `key_file`: the client certificate chain and key;
 //! - `server_name`: the name the server certificate is verified against instead of the URL's
-//!   host. reqwest gives no hook to change SNI, so SNI stays the URL's host (none for an IP);
+//!   host. Scrapes also send it as SNI, as Go's `tls.Config.ServerName`; reqwest (remote write)
+//!   gives no hook to change SNI, so there SNI stays the URL's host (none for an IP);
 //! - `insecure_skip_verify`: any certificate is accepted; handshake signatures are still checked.
 
 use std::path::Path;
@@ -72,8 +73,19 @@ fn roots(cfg: &TlsConfig) -> Result<Arc<RootCertStore>, HttpClientError> {
     Ok(Arc::new(roots))
 }
 
+/// `server_name` as rustls takes it; `None` when not configured.
+///
+/// Errors: [`HttpClientError::InvalidServerName`] when it is not a DNS name or IP address.
+pub fn server_name(cfg: &TlsConfig) -> Result<Option<ServerName<'static>>, HttpClientError> {
+    cfg.server_name
+        .as_ref()
+        .map(|name| ServerName::try_from(name.clone()).map_err(|_| HttpClientError::InvalidServerName(name.clone())))
+        .transpose()
+}
+
 /// Builds the rustls client configuration for `cfg`, with the ring provider and ALPN h2 +
-/// http/1.1, ready for `reqwest::ClientBuilder::tls_backend_preconfigured`.
+/// http/1.1, ready for `reqwest::ClientBuilder::tls_backend_preconfigured` (the scraper narrows
+/// ALPN to http/1.1).
 ///
 /// Errors: unreadable or empty `ca_file`, unreadable `cert_file`/`key_file`, a key that does not
 /// fit the certificate, or an invalid `server_name`.
@@ -85,12 +97,8 @@ pub fn tls_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, HttpClientErr
         })
     } else {
         let webpki = WebPkiServerVerifier::builder_with_provider(roots(cfg)?, provider.clone()).build()?;
-        match &cfg.server_name {
-            Some(name) => {
-                let name =
-                    ServerName::try_from(name.clone()).map_err(|_| HttpClientError::InvalidServerName(name.clone()))?;
-                Arc::new(VerifyAsServerName { inner: webpki, name })
-            }
+        match server_name(cfg)? {
+            Some(name) => Arc::new(VerifyAsServerName { inner: webpki, name }),
             None => webpki,
         }
     };

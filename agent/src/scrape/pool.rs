@@ -15,7 +15,7 @@ use super::scraper::Scraper;
 use super::target::{Target, with_scrape_labels};
 use crate::config::ScrapeConfig;
 use crate::discovery::TargetGroup;
-use crate::http_client::{Auth, HttpClientError, build_client};
+use crate::http_client::HttpClientError;
 use crate::remote_write::RemoteWrite;
 
 /// What the targets API shows of a pool.
@@ -46,20 +46,14 @@ pub struct ScrapePool {
 }
 
 impl ScrapePool {
-    /// A pool for `cfg` with no targets yet; builds the job's HTTP client.
+    /// A pool for `cfg` with no targets yet; builds the job's scraper (TLS files are read now).
     pub fn new(
         cfg: Arc<ScrapeConfig>,
         remote: RemoteWrite,
         metrics: ScrapeMetrics,
         offset_seed: u64,
     ) -> Result<Self, HttpClientError> {
-        let client = build_client(&cfg.http)?;
-        let scraper = Scraper::new(
-            client,
-            Auth::from_config(&cfg.http),
-            cfg.body_size_limit,
-            cfg.enable_compression,
-        );
+        let scraper = Scraper::new(&cfg)?;
         Ok(ScrapePool {
             opts: AppendOptions::from(cfg.as_ref()),
             cfg,

@@ -16,7 +16,7 @@ use super::cache::SeriesCache;
 use super::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
 use crate::config::Config;
 use crate::remote_write::{RemoteWrite, RemoteWriteFamilies};
-use crate::test_support::{Exposition, Receiver, TargetServer};
+use crate::test_support::{Answer, Exposition, RawServer, Receiver, TargetServer};
 
 const STALE_BITS: u64 = 0x7ff0_0000_0000_0002;
 
@@ -228,6 +228,28 @@ async fn an_unreachable_target_is_down_with_the_connection_error() {
         status.last_error.contains("Connection refused"),
         "{}",
         status.last_error
+    );
+    running.manager.stop(Stop::Quiet).await;
+    running.remote.shutdown().await;
+}
+
+/// target (answers with something that is not HTTP) ──✗── agent ──remote write──► receiver
+#[tokio::test]
+async fn a_target_speaking_garbage_is_down_with_a_clear_error() {
+    let receiver = Receiver::start(Vec::new()).await;
+    let url = receiver.url.clone();
+    let server = RawServer::start(|_| Answer::Close(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec())).await;
+    let running = start(&config("", &server.address, &url)).await;
+    let up = series("up", &server.address, &[]);
+    receiver.wait_for("up = 0", |s| has(s, &up, 0.0)).await;
+    let status = running.targets.read().unwrap()["test"].read().unwrap().active[0].status();
+    assert_eq!(status.health, super::target::Health::Down);
+    assert_eq!(
+        status.last_error,
+        format!(
+            "Get \"http://{}/metrics\": malformed HTTP response: invalid HTTP version parsed",
+            server.address
+        )
     );
     running.manager.stop(Stop::Quiet).await;
     running.remote.shutdown().await;
