@@ -23,7 +23,8 @@ install_pip() {
   for pair in "$@"; do
     python3 -c "import ${pair%%:*}" 2>/dev/null && continue
     echo "==> pip install ${pair#*:}"
-    python3 -m pip install -q "${pair#*:}"
+    python3 -m pip install -q "${pair#*:}" 2>/dev/null \
+      || python3 -m pip install -q --break-system-packages "${pair#*:}"
   done
 }
 

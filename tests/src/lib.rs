@@ -104,6 +104,13 @@ impl Proc {
         }
     }
 
+    /// Sends SIGKILL (a crash: nothing is flushed) and reaps the process.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Fails with the log if the process has exited.
     pub fn check_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -157,8 +164,10 @@ pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<()> {
     .await
 }
 
-/// A plain HTTP client for the scenarios (no TLS needed on loopback).
+/// A plain HTTP client for the scenarios (no TLS needed on loopback; reqwest still wants
+/// rustls's ring provider installed).
 pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -176,17 +185,61 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus as a remote-write receiver with `config` (YAML) in `dir`.
     pub async fn receiver(dir: &Path, config: &str) -> Result<Prometheus> {
+        let data = dir.join("prometheus-data");
+        Prometheus::start(
+            dir,
+            "prometheus",
+            config,
+            &[
+                format!("--storage.tsdb.path={}", data.display()),
+                "--web.enable-remote-write-receiver".to_owned(),
+            ],
+        )
+        .await
+    }
+
+    /// Starts Prometheus in agent mode (`--enable-feature=agent`): it scrapes and remote-writes
+    /// as `config` says, keeping only its WAL.
+    pub async fn agent(dir: &Path, config: &str) -> Result<Prometheus> {
+        let data = dir.join("prometheus-agent-data");
+        Prometheus::start(
+            dir,
+            "prometheus-agent",
+            config,
+            &[
+                "--enable-feature=agent".to_owned(),
+                format!("--storage.agent.path={}", data.display()),
+            ],
+        )
+        .await
+    }
+
+    /// Starts a Prometheus server that only reads the blocks in `data` (no scraping).
+    pub async fn reader(dir: &Path, data: &Path) -> Result<Prometheus> {
+        Prometheus::start(
+            dir,
+            "prometheus-reader",
+            "global:\n  scrape_interval: 1h\n",
+            &[
+                format!("--storage.tsdb.path={}", data.display()),
+                "--storage.tsdb.retention.time=100y".to_owned(),
+            ],
+        )
+        .await
+    }
+
+    /// Starts `prometheus` with its config in `<dir>/<name>.yml`, its log in `<dir>/<name>.log`.
+    async fn start(dir: &Path, name: &str, config: &str, extra: &[String]) -> Result<Prometheus> {
         let port = free_port();
-        let cfg = dir.join("prometheus.yml");
+        let cfg = dir.join(format!("{name}.yml"));
         std::fs::write(&cfg, config)?;
-        let args = vec![
+        let mut args = vec![
             format!("--config.file={}", cfg.display()),
-            format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
-            "--web.enable-remote-write-receiver".to_owned(),
             "--log.level=warn".to_owned(),
         ];
-        let proc = Proc::start("prometheus", &system_bin("prometheus", "prometheus"), &args, dir)?;
+        args.extend_from_slice(extra);
+        let proc = Proc::start(name, &system_bin("prometheus", "prometheus"), &args, dir)?;
         let url = format!("http://127.0.0.1:{port}");
         wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(30)).await?;
         Ok(Prometheus { proc, url })
@@ -258,4 +311,134 @@ pub fn fixtures_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+}
+
+/// A `trawl-collector` started by a scenario.
+pub struct Collector {
+    /// The process.
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Collector {
+    /// Starts `trawl-collector` with `--tsdb.path=tsdb` and `extra` flags; its log is
+    /// `<dir>/<name>.log`. Returns once `/-/ready` answers 200 (the WAL is replayed).
+    pub async fn start(dir: &Path, name: &str, tsdb: &Path, extra: &[String]) -> Result<Collector> {
+        let port = free_port();
+        let mut args = vec![
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--tsdb.path={}", tsdb.display()),
+            "--log.level=debug".to_owned(),
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::start(name, &workspace_bin("trawl-collector"), &args, dir)?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(60)).await?;
+        Ok(Collector { proc, url })
+    }
+
+    /// The remote-write URL, `http://127.0.0.1:PORT/api/v1/receive`.
+    pub fn receive_url(&self) -> String {
+        format!("{}/api/v1/receive", self.url)
+    }
+
+    /// The sum of every sample of the collector's own metric `name` (any labels) on `/metrics`.
+    pub async fn metric(&self, name: &str) -> Result<f64> {
+        let body = http_client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(body
+            .lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+/// Starts vmagent scraping as `scrape_config` (YAML) says and remote-writing to `url` with the
+/// extra flags `extra` (e.g. `-remoteWrite.label=sender=vmagent`).
+pub async fn vmagent(dir: &Path, scrape_config: &str, url: &str, extra: &[String]) -> Result<Proc> {
+    let port = free_port();
+    let cfg = dir.join("vmagent.yml");
+    std::fs::write(&cfg, scrape_config)?;
+    let mut args = vec![
+        format!("-promscrape.config={}", cfg.display()),
+        format!("-remoteWrite.url={url}"),
+        format!("-remoteWrite.tmpDataPath={}", dir.join("vmagent-data").display()),
+        format!("-httpListenAddr=127.0.0.1:{port}"),
+        "-loggerLevel=WARN".to_owned(),
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::start("vmagent", &system_bin("vmagent", "victoria-metrics"), &args, dir)?;
+    wait_http_ok(&format!("http://127.0.0.1:{port}/health"), Duration::from_secs(30)).await?;
+    Ok(proc)
+}
+
+/// Runs `promtool args…` and returns its stdout, failing with stderr when it exits non-zero.
+pub fn promtool(args: &[&str]) -> Result<String> {
+    let out = Command::new(system_bin("promtool", "prometheus")).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "promtool {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The Prometheus text format 0.0.4 content type.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The OpenMetrics 1.0 content type.
+pub const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Serves fixed expositions on 127.0.0.1: each `(path, body, content type)` answers `GET path`.
+/// Returns `host:port`; the server runs until the test's runtime stops.
+pub async fn exposition_server(routes: Vec<(&'static str, String, &'static str)>) -> Result<String> {
+    use axum::http::header;
+    let mut app = axum::Router::new();
+    for (path, body, content_type) in routes {
+        app = app.route(
+            path,
+            axum::routing::get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+/// A `moto_server` (pip `moto[server]`): an S3 API on 127.0.0.1, killed when dropped.
+pub struct Moto {
+    /// The process.
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` on a free port and creates `bucket` (moto accepts an unsigned
+    /// `PUT /<bucket>`).
+    pub async fn start(dir: &Path, bucket: &str) -> Result<Moto> {
+        let port = free_port();
+        let args = vec![
+            "-H".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port.to_string(),
+        ];
+        let proc = Proc::start("moto", &system_bin("moto_server", "pip moto[server]"), &args, dir)?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_http_ok(&format!("{url}/"), Duration::from_secs(60)).await?;
+        let created = http_client().put(format!("{url}/{bucket}")).send().await?;
+        if !created.status().is_success() {
+            bail!("create bucket {bucket}: {}", created.status());
+        }
+        Ok(Moto { proc, url })
+    }
 }

@@ -6,33 +6,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use axum::Router;
-use axum::http::header;
-use axum::routing::get;
 use serde_json::Value;
-use trawl_e2e::{Prometheus, eventually, fixtures_dir, http_client, node_exporter, trawl_agent};
+use trawl_e2e::{
+    OPENMETRICS_FORMAT, Prometheus, TEXT_FORMAT, eventually, exposition_server, fixtures_dir, http_client,
+    node_exporter, trawl_agent,
+};
 use trawl_model::exposition::{Entry, Format, Parser, parse_series};
-
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves the shared fixtures: `/text` (text 0.0.4) and `/om` (OpenMetrics).
 async fn fixture_server() -> Result<String> {
-    let text = std::fs::read_to_string(fixtures_dir().join("python_client.prom"))?;
-    let om = std::fs::read_to_string(fixtures_dir().join("python_client.om.txt"))?;
-    let app = Router::new()
-        .route(
+    exposition_server(vec![
+        (
             "/text",
-            get(move || async move { ([(header::CONTENT_TYPE, TEXT)], text) }),
-        )
-        .route(
+            std::fs::read_to_string(fixtures_dir().join("python_client.prom"))?,
+            TEXT_FORMAT,
+        ),
+        (
             "/om",
-            get(move || async move { ([(header::CONTENT_TYPE, OPENMETRICS)], om) }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?.to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(address)
+            std::fs::read_to_string(fixtures_dir().join("python_client.om.txt"))?,
+            OPENMETRICS_FORMAT,
+        ),
+    ])
+    .await
 }
 
 /// Series (label sets, `__name__` included) and values of an exposition, as we parse it.
@@ -120,7 +115,6 @@ async fn assert_all_series_arrived(prom: &Prometheus, job: &str, address: &str, 
 ///   (file_sd)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_delivers_every_series_to_a_prometheus_receiver() -> Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
     let prom = Prometheus::receiver(dir.path(), "global:\n  scrape_interval: 1h\n").await?;
     let (_node, node_address) = node_exporter(dir.path()).await?;

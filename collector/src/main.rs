@@ -1,0 +1,102 @@
+//! `trawl-collector`: receive remote write, keep a head with a WAL, cut 2h Prometheus TSDB blocks
+//! and ship them to object storage. Flag names follow Thanos Receive.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use trawl_collector::collector::{self, CollectorOptions};
+use trawl_collector::external_labels::parse_label_flag;
+use trawl_model::duration::parse_duration;
+use trawl_process::{LogFormat, LogLevel};
+
+/// Trawl collector: receives remote write (as Thanos Receive), keeps a head per tenant with a
+/// WAL, writes 2h Prometheus TSDB blocks and uploads them to S3/MinIO or a local bucket.
+#[derive(Debug, Parser)]
+#[command(name = "trawl-collector", version, about, long_about = None)]
+struct Cli {
+    /// Address of the HTTP API: POST /api/v1/receive (and /api/v1/write), /metrics, /-/healthy, /-/ready.
+    #[arg(long = "web.listen-address", default_value = "0.0.0.0:19291", value_name = "ADDR")]
+    listen_address: SocketAddr,
+    /// Directory of the heads' WALs and of the blocks before upload, one subdirectory per tenant.
+    #[arg(long = "tsdb.path", default_value = "data/collector", value_name = "DIR")]
+    tsdb_path: PathBuf,
+    /// Time range of each block, aligned to multiples of it (Prometheus duration).
+    #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = parse_duration, value_name = "DURATION")]
+    block_duration: Duration,
+    /// How long uploaded blocks stay on local disk, counted from their end.
+    #[arg(long = "tsdb.retention", default_value = "6h", value_parser = parse_duration, value_name = "DURATION")]
+    retention: Duration,
+    /// Bucket configuration in Thanos's objstore.yml shape (type S3 or FILESYSTEM). Without it,
+    /// blocks go to the filesystem bucket <tsdb.path>/bucket.
+    #[arg(long = "objstore.config-file", value_name = "FILE")]
+    objstore_config: Option<PathBuf>,
+    /// External label added to every block's Thanos labels, as key="value"; repeatable.
+    #[arg(long = "label", value_parser = parse_label_flag, value_name = "KEY=\"VALUE\"")]
+    labels: Vec<(String, String)>,
+    /// HTTP header naming the tenant of a write request.
+    #[arg(
+        long = "receive.tenant-header",
+        default_value = "THANOS-TENANT",
+        value_name = "HEADER"
+    )]
+    tenant_header: String,
+    /// Tenant of write requests without the tenant header.
+    #[arg(
+        long = "receive.default-tenant-id",
+        default_value = "default-tenant",
+        value_name = "ID"
+    )]
+    default_tenant: String,
+    /// Only log messages with this severity or above.
+    #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
+    log_level: LogLevel,
+    /// Log line format.
+    #[arg(long = "log.format", default_value = "logfmt", value_name = "FORMAT")]
+    log_format: LogFormat,
+    /// Threads that receive and append; 0 means one per CPU core. Block writing and uploads run on
+    /// separate blocking threads.
+    #[arg(long = "runtime.worker-threads", default_value_t = 1, value_name = "N")]
+    worker_threads: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    trawl_process::init_logging(cli.log_level, cli.log_format);
+    let runtime = match trawl_process::build_runtime(cli.worker_threads) {
+        Ok(rt) => rt,
+        Err(error) => {
+            tracing::error!(message = "Cannot start the runtime.", %error);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(message = "Collector failed.", error = format!("{error:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cli.listen_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("listen on {}: {e}", cli.listen_address))?;
+    let shutdown = CancellationToken::new();
+    trawl_process::shutdown_on_signals(shutdown.clone())?;
+    let opts = CollectorOptions {
+        tsdb_path: cli.tsdb_path,
+        block_duration: cli.block_duration,
+        retention: cli.retention,
+        objstore_config: cli.objstore_config,
+        external_labels: cli.labels.into_iter().collect(),
+        tenant_header: cli.tenant_header,
+        default_tenant: cli.default_tenant,
+    };
+    collector::run(opts, listener, shutdown).await?;
+    Ok(())
+}
