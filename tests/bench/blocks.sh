@@ -38,7 +38,7 @@ series=$(metric trawl_collector_head_series)
 rss_kb=$(awk '/VmRSS/{print $2}' /proc/$CPID/status)
 kill -TERM $CPID; wait $CPID
 BLOCK=$(ls -d $W/collector/bucket/01* | head -1)
-mkdir -p $W/dump $W/prom
+mkdir -p $W/dump/wal $W/prom
 cp -r "$BLOCK" $W/dump/
 promtool tsdb dump $W/dump > $W/dump.txt
 # dump lines: {__name__="m", a="b"} VALUE TS_MS  →  OpenMetrics: m{a="b"} VALUE TS_SECONDS

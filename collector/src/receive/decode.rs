@@ -49,11 +49,6 @@ impl Buffers {
             + self.series.capacity() * mem::size_of::<SeriesEnd>()
     }
 
-    #[cfg(test)]
-    pub(crate) fn compressed_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.compressed
-    }
-
     /// Reads `body` into the compressed buffer, refusing more than `limit` bytes. `size_hint`
     /// (the Content-Length) only pre-sizes the buffer.
     pub(crate) async fn read_body(

@@ -271,6 +271,7 @@ enum SeriesField<'a> {
 }
 
 /// The next label or sample of a `TimeSeries` body, skipping everything else.
+#[inline(always)]
 fn next_series_field<'a>(r: &mut Reader<'a>) -> Result<Option<SeriesField<'a>>, ViewError> {
     while !r.is_empty() {
         let key = r.key()?;
@@ -288,6 +289,7 @@ fn next_series_field<'a>(r: &mut Reader<'a>) -> Result<Option<SeriesField<'a>>, 
 }
 
 /// Reads one `Label` body; a repeated name or value keeps the last one, as protobuf requires.
+#[inline(always)]
 fn read_label(mut r: Reader<'_>) -> Result<(&str, &str), ViewError> {
     let (mut name, mut value) = ("", "");
     while !r.is_empty() {
@@ -302,6 +304,7 @@ fn read_label(mut r: Reader<'_>) -> Result<(&str, &str), ViewError> {
 }
 
 /// Reads one `Sample` body as (timestamp ms, value); absent fields are 0 (proto3 defaults).
+#[inline(always)]
 fn read_sample(mut r: Reader<'_>) -> Result<(i64, f64), ViewError> {
     let (mut timestamp, mut value) = (0i64, 0f64);
     while !r.is_empty() {
@@ -337,6 +340,10 @@ impl Key {
 }
 
 /// A cursor over one message's bytes; `base` is the message's offset in the request, for errors.
+///
+/// Its methods and the message readers are `#[inline(always)]`: in the collector's binary LLVM
+/// otherwise leaves them as calls and decoding is 2.4× slower (measured: 310 vs 127 ns for a
+/// series of 5 labels).
 #[derive(Debug, Clone, Copy)]
 struct Reader<'a> {
     buf: &'a [u8],
@@ -345,19 +352,22 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn new(buf: &'a [u8], base: usize) -> Self {
         Reader { buf, pos: 0, base }
     }
 
+    #[inline(always)]
     fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
+    #[inline(always)]
     fn offset(&self) -> usize {
         self.base + self.pos
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, ViewError> {
         // One-byte varints (keys, short lengths, small numbers) are the common case.
         if let Some(&b) = self.buf.get(self.pos)
@@ -386,6 +396,7 @@ impl<'a> Reader<'a> {
         Err(ViewError::VarintOverflow { offset })
     }
 
+    #[inline(always)]
     fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], ViewError> {
         let bytes = *self
             .buf
@@ -399,11 +410,12 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    #[inline(always)]
     fn fixed64(&mut self) -> Result<u64, ViewError> {
         self.fixed::<8>("fixed64").map(u64::from_le_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> Result<Key, ViewError> {
         let offset = self.offset();
         let key = self.varint()?;
@@ -420,7 +432,7 @@ impl<'a> Reader<'a> {
 
     /// The body of a length-delimited field whose key was just read; any other wire type is an
     /// error of `message`.
-    #[inline]
+    #[inline(always)]
     fn length_delimited(&mut self, message: &'static str, key: Key) -> Result<Reader<'a>, ViewError> {
         if key.wire_type != WIRE_LEN {
             return Err(key.wrong_type(message));
@@ -436,6 +448,7 @@ impl<'a> Reader<'a> {
         Ok(Reader::new(&self.buf[start..self.pos], self.base + start))
     }
 
+    #[inline(always)]
     fn string(&mut self, part: &'static str, key: Key) -> Result<&'a str, ViewError> {
         let body = self.length_delimited("Label", key)?;
         str::from_utf8(body.buf).map_err(|_| ViewError::Utf8 {
