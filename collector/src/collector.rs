@@ -17,7 +17,7 @@ use trawl_tsdb::meta::ThanosMeta;
 
 use crate::external_labels::TENANT_LABEL;
 use crate::head::{Head, HeadError, HeadOptions};
-use crate::receive::{self, ReceiveConfig, Receiver};
+use crate::receive::{self, ReceiveConfig, Receiver, RequestLimits};
 use crate::shipper::{Shipper, ShipperError, ShipperMetrics, open_bucket};
 use crate::tenants::Tenants;
 use crate::web::{self, WebState};
@@ -43,6 +43,9 @@ pub struct CollectorOptions {
     pub tenant_header: String,
     /// `--receive.default-tenant-id`.
     pub default_tenant: String,
+    /// `--receive.head-series-limit`, `--receive.request-series-limit`,
+    /// `--receive.request-samples-limit`.
+    pub limits: RequestLimits,
 }
 
 /// Why a collector could not start or stop cleanly.
@@ -78,6 +81,7 @@ pub async fn run(
     let receive_config = ReceiveConfig {
         tenant_header: opts.tenant_header.clone(),
         default_tenant: opts.default_tenant.clone(),
+        limits: opts.limits,
         ..ReceiveConfig::default()
     };
     receive_config.validate()?;

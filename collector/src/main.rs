@@ -10,6 +10,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use trawl_collector::collector::{self, CollectorOptions};
 use trawl_collector::external_labels::parse_label_flag;
+use trawl_collector::receive::RequestLimits;
 use trawl_model::duration::parse_duration;
 use trawl_process::{LogFormat, LogLevel};
 
@@ -51,6 +52,18 @@ struct Cli {
         value_name = "ID"
     )]
     default_tenant: String,
+    /// Trawl's: most series a tenant's head may hold; at the limit, the tenant's writes get 429
+    /// (Thanos's `head_series_limit`). 0 means no limit.
+    #[arg(long = "receive.head-series-limit", default_value_t = 0, value_name = "N")]
+    head_series_limit: usize,
+    /// Trawl's: most series in one write request; above it the request gets 413 (Thanos's
+    /// `series_limit`). 0 means no limit.
+    #[arg(long = "receive.request-series-limit", default_value_t = 0, value_name = "N")]
+    request_series_limit: usize,
+    /// Trawl's: most samples in one write request; above it the request gets 413 (Thanos's
+    /// `samples_limit`). 0 means no limit.
+    #[arg(long = "receive.request-samples-limit", default_value_t = 0, value_name = "N")]
+    request_samples_limit: usize,
     /// Only log messages with this severity or above.
     #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
     log_level: LogLevel,
@@ -96,6 +109,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         external_labels: cli.labels.into_iter().collect(),
         tenant_header: cli.tenant_header,
         default_tenant: cli.default_tenant,
+        limits: RequestLimits {
+            series_limit: cli.request_series_limit,
+            samples_limit: cli.request_samples_limit,
+            head_series_limit: cli.head_series_limit,
+        },
     };
     collector::run(opts, listener, shutdown).await?;
     Ok(())

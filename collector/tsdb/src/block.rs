@@ -83,7 +83,11 @@ pub enum BlockError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BlockError + 'a {
-    move |source| BlockError::Io { op, path: path.to_owned(), source }
+    move |source| BlockError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// One XOR chunk of a series.
@@ -100,7 +104,11 @@ pub struct ChunkData {
 impl ChunkData {
     /// Copies a non-empty chunk; `None` if it has no samples.
     pub fn from_xor(c: &XorChunk) -> Option<ChunkData> {
-        Some(ChunkData { min_time: c.min_time()?, max_time: c.max_time()?, data: c.bytes().to_vec() })
+        Some(ChunkData {
+            min_time: c.min_time()?,
+            max_time: c.max_time()?,
+            data: c.bytes().to_vec(),
+        })
     }
 
     /// Sample count from the chunk header (0 if the header is missing).
@@ -142,7 +150,9 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { segment_size: DEFAULT_SEGMENT_SIZE }
+        WriteOptions {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
     }
 }
 
@@ -160,7 +170,14 @@ pub fn write_block(
     thanos: Option<ThanosMeta>,
     series: Vec<BlockSeries>,
 ) -> Result<BlockMeta, BlockError> {
-    write_block_with(parent, WriteOptions::default(), min_time, max_time_exclusive, thanos, series)
+    write_block_with(
+        parent,
+        WriteOptions::default(),
+        min_time,
+        max_time_exclusive,
+        thanos,
+        series,
+    )
 }
 
 /// [`write_block`] with explicit [`WriteOptions`].
@@ -173,7 +190,10 @@ pub fn write_block_with(
     mut series: Vec<BlockSeries>,
 ) -> Result<BlockMeta, BlockError> {
     if min_time >= max_time_exclusive {
-        return Err(BlockError::InvalidRange { min_time, max_time: max_time_exclusive });
+        return Err(BlockError::InvalidRange {
+            min_time,
+            max_time: max_time_exclusive,
+        });
     }
     series.retain(|s| !s.chunks.is_empty());
     if series.is_empty() {
@@ -201,7 +221,10 @@ pub fn write_block_with(
 
 /// Checks the writer's rules on sorted series and counts samples, chunks and series.
 fn check_series(series: &[BlockSeries], min_time: i64, max_time: i64) -> Result<BlockStats, BlockError> {
-    let invalid = |s: &BlockSeries, reason: String| BlockError::InvalidSeries { labels: s.labels.to_string(), reason };
+    let invalid = |s: &BlockSeries, reason: String| BlockError::InvalidSeries {
+        labels: s.labels.to_string(),
+        reason,
+    };
     let mut stats = BlockStats::default();
     for (i, s) in series.iter().enumerate() {
         if i > 0 && series[i - 1].labels == s.labels {
@@ -215,7 +238,13 @@ fn check_series(series: &[BlockSeries], min_time: i64, max_time: i64) -> Result<
                 return Err(invalid(s, format!("chunk {j} has no samples")));
             }
             if c.min_time > c.max_time || c.min_time < min_time || c.max_time >= max_time {
-                return Err(invalid(s, format!("chunk {j} [{}, {}] outside [{min_time}, {max_time})", c.min_time, c.max_time)));
+                return Err(invalid(
+                    s,
+                    format!(
+                        "chunk {j} [{}, {}] outside [{min_time}, {max_time})",
+                        c.min_time, c.max_time
+                    ),
+                ));
             }
             if j > 0 && c.min_time <= s.chunks[j - 1].max_time {
                 return Err(invalid(s, format!("chunk {j} overlaps the previous chunk")));
@@ -246,7 +275,11 @@ fn write_parts(
     for s in series {
         for c in &s.chunks {
             let chunk_ref = writer.write_chunk(ENCODING_XOR, &c.data)?;
-            metas.push(ChunkMeta { min_time: c.min_time, max_time: c.max_time, chunk_ref });
+            metas.push(ChunkMeta {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                chunk_ref,
+            });
         }
     }
     let segments = writer.finish()?;
@@ -255,7 +288,10 @@ fn write_parts(
     let mut rest = &metas[..];
     for s in series {
         let (mine, tail) = rest.split_at(s.chunks.len());
-        entries.push(IndexSeries { labels: &s.labels, chunks: mine });
+        entries.push(IndexSeries {
+            labels: &s.labels,
+            chunks: mine,
+        });
         rest = tail;
     }
     let index = write_index(&tmp.join(INDEX_FILENAME), &entries)?;
@@ -265,10 +301,19 @@ fn write_parts(
         t.segment_files = segments.iter().map(|s| s.name.clone()).collect();
         t.files = segments
             .iter()
-            .map(|s| ThanosFile { rel_path: format!("{CHUNKS_DIR}/{}", s.name), size_bytes: Some(s.size) })
+            .map(|s| ThanosFile {
+                rel_path: format!("{CHUNKS_DIR}/{}", s.name),
+                size_bytes: Some(s.size),
+            })
             .chain([
-                ThanosFile { rel_path: INDEX_FILENAME.into(), size_bytes: Some(index.size_bytes) },
-                ThanosFile { rel_path: META_FILENAME.into(), size_bytes: None },
+                ThanosFile {
+                    rel_path: INDEX_FILENAME.into(),
+                    size_bytes: Some(index.size_bytes),
+                },
+                ThanosFile {
+                    rel_path: META_FILENAME.into(),
+                    size_bytes: None,
+                },
             ])
             .collect();
         t
@@ -311,7 +356,12 @@ impl BlockReader {
         let meta = BlockMeta::read(dir)?;
         let index = IndexReader::open(&dir.join(INDEX_FILENAME))?;
         let chunks = ChunkReader::open(&dir.join(CHUNKS_DIR))?;
-        Ok(BlockReader { dir: dir.to_owned(), meta, index, chunks })
+        Ok(BlockReader {
+            dir: dir.to_owned(),
+            meta,
+            index,
+            chunks,
+        })
     }
 
     /// The block's meta.
@@ -330,7 +380,11 @@ impl BlockReader {
             Ok(refs) => (refs, None),
             Err(e) => (Vec::new(), Some(e.into())),
         };
-        SeriesIter { block: self, refs: refs.into_iter(), first_err }
+        SeriesIter {
+            block: self,
+            refs: refs.into_iter(),
+            first_err,
+        }
     }
 
     fn read_series(&self, series_ref: u32) -> Result<BlockSeries, BlockError> {
@@ -345,9 +399,16 @@ impl BlockReader {
                     entry.labels, m.chunk_ref
                 )));
             }
-            chunks.push(ChunkData { min_time: m.min_time, max_time: m.max_time, data });
+            chunks.push(ChunkData {
+                min_time: m.min_time,
+                max_time: m.max_time,
+                data,
+            });
         }
-        Ok(BlockSeries { labels: entry.labels, chunks })
+        Ok(BlockSeries {
+            labels: entry.labels,
+            chunks,
+        })
     }
 
     /// Checks the whole block: index structure and CRCs, every chunk's CRC and samples (strictly
@@ -355,7 +416,10 @@ impl BlockReader {
     /// `meta.json` stats, Thanos file sizes, and the tombstones file when present.
     pub fn verify(&self) -> Result<VerifyReport, BlockError> {
         let index = self.index.verify()?;
-        let mut report = VerifyReport { index, ..VerifyReport::default() };
+        let mut report = VerifyReport {
+            index,
+            ..VerifyReport::default()
+        };
         for s in self.series() {
             let s = s?;
             report.num_series += 1;
@@ -365,16 +429,25 @@ impl BlockReader {
             }
         }
         let stats = self.meta.stats;
-        let found = BlockStats { num_samples: report.num_samples, num_series: report.num_series, num_chunks: report.num_chunks };
+        let found = BlockStats {
+            num_samples: report.num_samples,
+            num_series: report.num_series,
+            num_chunks: report.num_chunks,
+        };
         if stats != found {
-            return Err(BlockError::Inconsistent(format!("meta.json stats {stats:?}, block has {found:?}")));
+            return Err(BlockError::Inconsistent(format!(
+                "meta.json stats {stats:?}, block has {found:?}"
+            )));
         }
         if let Some(thanos) = &self.meta.thanos {
             for f in thanos.files.iter().filter(|f| f.size_bytes.is_some()) {
                 let path = self.dir.join(&f.rel_path);
                 let size = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
                 if Some(size) != f.size_bytes {
-                    return Err(BlockError::Inconsistent(format!("{} is {size} bytes, meta.json says {:?}", f.rel_path, f.size_bytes)));
+                    return Err(BlockError::Inconsistent(format!(
+                        "{} is {size} bytes, meta.json says {:?}",
+                        f.rel_path, f.size_bytes
+                    )));
                 }
             }
         }
@@ -391,9 +464,15 @@ impl BlockReader {
     fn verify_chunk(&self, labels: &Labels, c: &ChunkData) -> Result<u64, BlockError> {
         let (mut n, mut first, mut last) = (0u64, None, None);
         for sample in c.iter() {
-            let (t, _) = sample.map_err(|source| BlockError::Chunk { labels: labels.to_string(), min_time: c.min_time, source })?;
+            let (t, _) = sample.map_err(|source| BlockError::Chunk {
+                labels: labels.to_string(),
+                min_time: c.min_time,
+                source,
+            })?;
             if last.is_some_and(|l| t <= l) {
-                return Err(BlockError::Inconsistent(format!("series {labels}: timestamps not increasing at {t}")));
+                return Err(BlockError::Inconsistent(format!(
+                    "series {labels}: timestamps not increasing at {t}"
+                )));
             }
             first.get_or_insert(t);
             last = Some(t);
@@ -406,7 +485,9 @@ impl BlockReader {
             )));
         }
         if c.min_time < self.meta.min_time || c.max_time >= self.meta.max_time {
-            return Err(BlockError::Inconsistent(format!("series {labels}: chunk outside the block's time range")));
+            return Err(BlockError::Inconsistent(format!(
+                "series {labels}: chunk outside the block's time range"
+            )));
         }
         Ok(n)
     }

@@ -213,7 +213,10 @@ impl XorChunk {
         let trailing = delta.trailing_zeros() as u8;
         if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
             w.write_bit(false);
-            w.write_bits(delta >> self.trailing, 64 - u32::from(self.leading) - u32::from(self.trailing));
+            w.write_bits(
+                delta >> self.trailing,
+                64 - u32::from(self.leading) - u32::from(self.trailing),
+            );
         } else {
             self.leading = leading;
             self.trailing = trailing;
@@ -272,7 +275,16 @@ fn fits_bits(x: i64, nbits: u32) -> bool {
 
 /// Decodes a chunk's bytes; yields `(t_ms, value)` and stops after the first error.
 pub fn iter_xor(bytes: &[u8]) -> XorIter<'_> {
-    XorIter { r: BitReader { data: bytes, pos: 16 }, total: None, read: 0, t: 0, t_delta: 0, v: 0, leading: 0, trailing: 0 }
+    XorIter {
+        r: BitReader { data: bytes, pos: 16 },
+        total: None,
+        read: 0,
+        t: 0,
+        t_delta: 0,
+        v: 0,
+        leading: 0,
+        trailing: 0,
+    }
 }
 
 /// Iterator over the samples of an XOR chunk (Prometheus `xorIterator`).
@@ -299,7 +311,10 @@ impl XorIter<'_> {
     }
 
     fn truncated(&self) -> ChunkError {
-        ChunkError::Truncated { read: self.read, total: self.num_samples() }
+        ChunkError::Truncated {
+            read: self.read,
+            total: self.num_samples(),
+        }
     }
 
     fn next_sample(&mut self) -> Result<(i64, f64), ChunkError> {
@@ -361,7 +376,11 @@ impl XorIter<'_> {
         };
         let bits = self.read_bits(size)?;
         // Negative values come back as large unsigned ones.
-        if bits > 1 << (size - 1) { Ok(bits as i64 - (1i64 << size)) } else { Ok(bits as i64) }
+        if bits > 1 << (size - 1) {
+            Ok(bits as i64 - (1i64 << size))
+        } else {
+            Ok(bits as i64)
+        }
     }
 
     fn read_value(&mut self) -> Result<(), ChunkError> {
@@ -375,7 +394,11 @@ impl XorIter<'_> {
                 m => m,
             };
             if u32::from(leading) + u32::from(meaningful) > 64 {
-                return Err(ChunkError::BadWindow { sample: self.read, leading, meaningful });
+                return Err(ChunkError::BadWindow {
+                    sample: self.read,
+                    leading,
+                    meaningful,
+                });
             }
             self.leading = leading;
             self.trailing = 64 - leading - meaningful;

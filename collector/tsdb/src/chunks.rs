@@ -89,7 +89,11 @@ pub fn segment_name(index: u32) -> String {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ChunksError + 'a {
-    move |source| ChunksError::Io { op, path: path.to_owned(), source }
+    move |source| ChunksError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// One finished segment file.
@@ -121,7 +125,13 @@ impl ChunkWriter {
             return Err(ChunksError::InvalidSegmentSize(segment_size));
         }
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-        Ok(ChunkWriter { dir: dir.to_owned(), segment_size, segments: Vec::new(), cur: None, buf: Vec::with_capacity(64) })
+        Ok(ChunkWriter {
+            dir: dir.to_owned(),
+            segment_size,
+            segments: Vec::new(),
+            cur: None,
+            buf: Vec::with_capacity(64),
+        })
     }
 
     /// Writes one chunk (`encoding`, e.g. [`crate::chunkenc::ENCODING_XOR`], and its bytes);
@@ -141,8 +151,15 @@ impl ChunkWriter {
             return Err(ChunksError::BadRef(0));
         };
         let offset = seg.size;
-        let written = w.write_all(&self.buf).and_then(|()| w.write_all(data)).and_then(|()| w.write_all(&crc.to_be_bytes()));
-        written.map_err(|source| ChunksError::Io { op: "write", path: self.dir.join(&seg.name), source })?;
+        let written = w
+            .write_all(&self.buf)
+            .and_then(|()| w.write_all(data))
+            .and_then(|()| w.write_all(&crc.to_be_bytes()));
+        written.map_err(|source| ChunksError::Io {
+            op: "write",
+            path: self.dir.join(&seg.name),
+            source,
+        })?;
         seg.size += size;
         let index = (self.segments.len() - 1) as u32;
         // Offsets stay below segment_size ≤ u32::MAX, so the cast is exact.
@@ -161,14 +178,21 @@ impl ChunkWriter {
         header[4] = CHUNKS_FORMAT_V1;
         w.write_all(&header).map_err(io_err("write", &path))?;
         self.cur = Some(w);
-        self.segments.push(SegmentFile { name, size: SEGMENT_HEADER_SIZE });
+        self.segments.push(SegmentFile {
+            name,
+            size: SEGMENT_HEADER_SIZE,
+        });
         Ok(())
     }
 
     fn close_current(&mut self) -> Result<(), ChunksError> {
         if let (Some(w), Some(seg)) = (self.cur.take(), self.segments.last()) {
             let path = self.dir.join(&seg.name);
-            let f = w.into_inner().map_err(|e| ChunksError::Io { op: "flush", path: path.clone(), source: e.into_error() })?;
+            let f = w.into_inner().map_err(|e| ChunksError::Io {
+                op: "flush",
+                path: path.clone(),
+                source: e.into_error(),
+            })?;
             f.sync_all().map_err(io_err("fsync", &path))?;
         }
         Ok(())
@@ -222,21 +246,38 @@ impl ChunkReader {
             let len = file.metadata().map_err(io_err("stat", &path))?.len();
             let mut header = [0u8; SEGMENT_HEADER_SIZE as usize];
             if len < SEGMENT_HEADER_SIZE {
-                return Err(ChunksError::BadHeader { name, magic: 0, version: 0 });
+                return Err(ChunksError::BadHeader {
+                    name,
+                    magic: 0,
+                    version: 0,
+                });
             }
             file.read_exact_at(&mut header, 0).map_err(io_err("read", &path))?;
             let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
             if magic != MAGIC_CHUNKS || header[4] != CHUNKS_FORMAT_V1 || header[5..] != [0, 0, 0] {
-                return Err(ChunksError::BadHeader { name, magic, version: header[4] });
+                return Err(ChunksError::BadHeader {
+                    name,
+                    magic,
+                    version: header[4],
+                });
             }
             segments.push(Segment { name, file, len });
         }
-        Ok(ChunkReader { dir: dir.to_owned(), segments })
+        Ok(ChunkReader {
+            dir: dir.to_owned(),
+            segments,
+        })
     }
 
     /// The segment files (name and size), in order.
     pub fn segments(&self) -> Vec<SegmentFile> {
-        self.segments.iter().map(|s| SegmentFile { name: s.name.clone(), size: s.len }).collect()
+        self.segments
+            .iter()
+            .map(|s| SegmentFile {
+                name: s.name.clone(),
+                size: s.len,
+            })
+            .collect()
     }
 
     /// Reads the chunk at `r` into `data` (replacing its contents), checks its CRC and returns
@@ -252,7 +293,9 @@ impl ChunkReader {
         // Length varint (at most 10 bytes) and the encoding byte.
         let mut head = [0u8; 11];
         let head_len = (seg.len - offset).min(head.len() as u64) as usize;
-        seg.file.read_exact_at(&mut head[..head_len], offset).map_err(|e| io_err("read", &path())(e))?;
+        seg.file
+            .read_exact_at(&mut head[..head_len], offset)
+            .map_err(|e| io_err("read", &path())(e))?;
         let mut d = Decbuf::new(&head[..head_len]);
         let data_len = d.uvarint().map_err(|_| ChunksError::Truncated(r))?;
         let varint_len = (head_len - d.len()) as u64;
@@ -264,12 +307,18 @@ impl ChunkReader {
         // encoding | data | crc, read in one call.
         data.clear();
         data.resize(total as usize, 0);
-        seg.file.read_exact_at(data, body_start).map_err(|e| io_err("read", &path())(e))?;
+        seg.file
+            .read_exact_at(data, body_start)
+            .map_err(|e| io_err("read", &path())(e))?;
         let crc_at = data.len() - 4;
         let stored = u32::from_be_bytes([data[crc_at], data[crc_at + 1], data[crc_at + 2], data[crc_at + 3]]);
         let computed = crc32c(&data[..crc_at]);
         if stored != computed {
-            return Err(ChunksError::Checksum { chunk_ref: r, stored, computed });
+            return Err(ChunksError::Checksum {
+                chunk_ref: r,
+                stored,
+                computed,
+            });
         }
         let encoding = data[0];
         data.truncate(crc_at);
@@ -303,7 +352,13 @@ mod tests {
         let segs = w.finish().unwrap();
         assert_eq!(ra, 8);
         assert_eq!(rb, 8 + 1 + 1 + a.len() as u64 + 4);
-        assert_eq!(segs, vec![SegmentFile { name: "000001".into(), size: rb + 2 + 1 + b.len() as u64 + 4 }]);
+        assert_eq!(
+            segs,
+            vec![SegmentFile {
+                name: "000001".into(),
+                size: rb + 2 + 1 + b.len() as u64 + 4
+            }]
+        );
 
         let raw = fs::read(chunks_dir.join("000001")).unwrap();
         assert_eq!(&raw[..8], &[0x85, 0xBD, 0x40, 0xDD, 1, 0, 0, 0]);
@@ -329,9 +384,20 @@ mod tests {
         let mut w = ChunkWriter::create(dir.path(), SEGMENT_HEADER_SIZE + 2 * per_chunk).unwrap();
         let refs: Vec<u64> = (0..5).map(|_| w.write_chunk(ENCODING_XOR, &c).unwrap()).collect();
         let segs = w.finish().unwrap();
-        assert_eq!(segs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["000001", "000002", "000003"]);
-        assert_eq!(refs.iter().map(|r| split_chunk_ref(*r)).collect::<Vec<_>>(),
-            [(0, 8), (0, 8 + per_chunk as u32), (1, 8), (1, 8 + per_chunk as u32), (2, 8)]);
+        assert_eq!(
+            segs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["000001", "000002", "000003"]
+        );
+        assert_eq!(
+            refs.iter().map(|r| split_chunk_ref(*r)).collect::<Vec<_>>(),
+            [
+                (0, 8),
+                (0, 8 + per_chunk as u32),
+                (1, 8),
+                (1, 8 + per_chunk as u32),
+                (2, 8)
+            ]
+        );
         let r = ChunkReader::open(dir.path()).unwrap();
         let mut data = Vec::new();
         for rf in refs {
@@ -342,8 +408,14 @@ mod tests {
         let mut w = ChunkWriter::create(&dir.path().join("big"), 20).unwrap();
         assert_eq!(w.write_chunk(ENCODING_XOR, &c).unwrap(), 8);
         assert_eq!(w.write_chunk(ENCODING_XOR, &c).unwrap(), chunk_ref(1, 8));
-        assert!(matches!(ChunkWriter::create(dir.path(), 8), Err(ChunksError::InvalidSegmentSize(8))));
-        assert!(matches!(ChunkWriter::create(dir.path(), 1 << 32), Err(ChunksError::InvalidSegmentSize(_))));
+        assert!(matches!(
+            ChunkWriter::create(dir.path(), 8),
+            Err(ChunksError::InvalidSegmentSize(8))
+        ));
+        assert!(matches!(
+            ChunkWriter::create(dir.path(), 1 << 32),
+            Err(ChunksError::InvalidSegmentSize(_))
+        ));
     }
 
     #[test]
@@ -381,6 +453,9 @@ mod tests {
         assert!(matches!(ChunkReader::open(dir.path()), Err(ChunksError::UnexpectedFile(n)) if n == "000003"));
         fs::remove_file(dir.path().join("000003")).unwrap();
         fs::write(dir.path().join("000002.tmp"), b"").unwrap();
-        assert!(matches!(ChunkReader::open(dir.path()), Err(ChunksError::UnexpectedFile(_))));
+        assert!(matches!(
+            ChunkReader::open(dir.path()),
+            Err(ChunksError::UnexpectedFile(_))
+        ));
     }
 }

@@ -137,7 +137,12 @@ impl ThanosMeta {
     /// Thanos section of a receiver's raw block with the given external labels (which should
     /// include `tenant_id`); `files` and `segment_files` are filled in by the block writer.
     pub fn receive(labels: BTreeMap<String, String>) -> Self {
-        ThanosMeta { labels, downsample: Downsample::default(), source: SOURCE_RECEIVE.to_owned(), ..Default::default() }
+        ThanosMeta {
+            labels,
+            downsample: Downsample::default(),
+            source: SOURCE_RECEIVE.to_owned(),
+            ..Default::default()
+        }
     }
 }
 
@@ -151,7 +156,10 @@ impl BlockMeta {
             min_time,
             max_time,
             stats,
-            compaction: BlockCompaction { level: 1, sources: vec![ulid] },
+            compaction: BlockCompaction {
+                level: 1,
+                sources: vec![ulid],
+            },
             version: META_VERSION,
             thanos,
         }
@@ -160,17 +168,25 @@ impl BlockMeta {
     /// Reads and checks `<dir>/meta.json`. Errors: I/O, bad JSON, or a version other than 1.
     pub fn read(dir: &Path) -> Result<BlockMeta, MetaError> {
         let path = dir.join(META_FILENAME);
-        let bytes = fs::read(&path).map_err(|source| MetaError::Io { path: path.display().to_string(), source })?;
+        let bytes = fs::read(&path).map_err(|source| MetaError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_json(&bytes).map_err(|e| match e {
-            MetaError::Json { source, .. } => MetaError::Json { path: path.display().to_string(), source },
+            MetaError::Json { source, .. } => MetaError::Json {
+                path: path.display().to_string(),
+                source,
+            },
             other => other,
         })
     }
 
     /// Parses and checks meta JSON bytes (e.g. downloaded from a bucket).
     pub fn from_json(bytes: &[u8]) -> Result<BlockMeta, MetaError> {
-        let meta: BlockMeta =
-            serde_json::from_slice(bytes).map_err(|source| MetaError::Json { path: String::new(), source })?;
+        let meta: BlockMeta = serde_json::from_slice(bytes).map_err(|source| MetaError::Json {
+            path: String::new(),
+            source,
+        })?;
         if meta.version != META_VERSION {
             return Err(MetaError::Version(meta.version));
         }
@@ -221,7 +237,9 @@ fn ser_ulids<S: Serializer>(us: &[Ulid], s: S) -> Result<S::Ok, S::Error> {
 
 fn de_ulids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ulid>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
-    v.iter().map(|s| Ulid::from_string(s).map_err(serde::de::Error::custom)).collect()
+    v.iter()
+        .map(|s| Ulid::from_string(s).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[cfg(test)]
@@ -235,11 +253,24 @@ mod tests {
         let mut thanos = ThanosMeta::receive(labels);
         thanos.segment_files = vec!["000001".to_owned()];
         thanos.files = vec![
-            ThanosFile { rel_path: "chunks/000001".to_owned(), size_bytes: Some(10) },
-            ThanosFile { rel_path: "index".to_owned(), size_bytes: Some(20) },
-            ThanosFile { rel_path: "meta.json".to_owned(), size_bytes: None },
+            ThanosFile {
+                rel_path: "chunks/000001".to_owned(),
+                size_bytes: Some(10),
+            },
+            ThanosFile {
+                rel_path: "index".to_owned(),
+                size_bytes: Some(20),
+            },
+            ThanosFile {
+                rel_path: "meta.json".to_owned(),
+                size_bytes: None,
+            },
         ];
-        let stats = BlockStats { num_samples: 5, num_series: 2, num_chunks: 3 };
+        let stats = BlockStats {
+            num_samples: 5,
+            num_series: 2,
+            num_chunks: 3,
+        };
         BlockMeta::new_level1(id, 1000, 7_201_000, stats, Some(thanos))
     }
 
@@ -284,7 +315,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_meta() {
-        let v2 = br#"{"ulid":"01BKGV7JC0RY8A6MACW02A2PJD","minTime":0,"maxTime":1,"compaction":{"level":1},"version":2}"#;
+        let v2 =
+            br#"{"ulid":"01BKGV7JC0RY8A6MACW02A2PJD","minTime":0,"maxTime":1,"compaction":{"level":1},"version":2}"#;
         assert!(matches!(BlockMeta::from_json(v2), Err(MetaError::Version(2))));
         let bad_ulid = br#"{"ulid":"nope","minTime":0,"maxTime":1,"compaction":{"level":1},"version":1}"#;
         assert!(matches!(BlockMeta::from_json(bad_ulid), Err(MetaError::Json { .. })));

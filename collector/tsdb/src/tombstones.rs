@@ -68,7 +68,10 @@ pub fn parse(b: &[u8]) -> Result<usize, TombstonesError> {
     let (body, crc) = b.split_at(b.len() - 4);
     let magic = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     if magic != MAGIC_TOMBSTONES || body[4] != TOMBSTONES_FORMAT_V1 {
-        return Err(TombstonesError::BadHeader { magic, version: body[4] });
+        return Err(TombstonesError::BadHeader {
+            magic,
+            version: body[4],
+        });
     }
     let stones = &body[5..];
     if crc32c(stones).to_be_bytes() != crc {
@@ -77,7 +80,10 @@ pub fn parse(b: &[u8]) -> Result<usize, TombstonesError> {
     let mut d = Decbuf::new(stones);
     let mut n = 0;
     while !d.is_empty() {
-        d.uvarint().and_then(|_| d.varint()).and_then(|_| d.varint()).map_err(|_| TombstonesError::Malformed)?;
+        d.uvarint()
+            .and_then(|_| d.varint())
+            .and_then(|_| d.varint())
+            .map_err(|_| TombstonesError::Malformed)?;
         n += 1;
     }
     Ok(n)

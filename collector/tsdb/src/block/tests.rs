@@ -59,7 +59,14 @@ fn make_series(n: usize, samples_per_series: usize) -> Vec<(Labels, Vec<(i64, f6
                 ("__name__", format!("metric_{}", i % 7)),
                 ("id", i.to_string()),
                 ("edge", edge_value(i)),
-                ("job", if i % 2 == 0 { "node".to_owned() } else { "app".to_owned() }),
+                (
+                    "job",
+                    if i % 2 == 0 {
+                        "node".to_owned()
+                    } else {
+                        "app".to_owned()
+                    },
+                ),
             ]);
             (labels, samples(i, samples_per_series))
         })
@@ -68,15 +75,27 @@ fn make_series(n: usize, samples_per_series: usize) -> Vec<(Labels, Vec<(i64, f6
 
 fn to_block_series(data: &[(Labels, Vec<(i64, f64)>)]) -> Vec<BlockSeries> {
     // Reverse so the writer has to sort.
-    data.iter().rev().map(|(l, s)| BlockSeries { labels: l.clone(), chunks: to_chunks(s, 120) }).collect()
+    data.iter()
+        .rev()
+        .map(|(l, s)| BlockSeries {
+            labels: l.clone(),
+            chunks: to_chunks(s, 120),
+        })
+        .collect()
 }
 
 fn thanos() -> ThanosMeta {
-    ThanosMeta::receive(BTreeMap::from([("tenant_id".to_owned(), "t1".to_owned()), ("replica".to_owned(), "a".to_owned())]))
+    ThanosMeta::receive(BTreeMap::from([
+        ("tenant_id".to_owned(), "t1".to_owned()),
+        ("replica".to_owned(), "a".to_owned()),
+    ]))
 }
 
 fn decoded(s: &BlockSeries) -> Vec<(i64, u64)> {
-    s.chunks.iter().flat_map(|c| c.iter().map(|r| r.map(|(t, v)| (t, v.to_bits())).unwrap())).collect()
+    s.chunks
+        .iter()
+        .flat_map(|c| c.iter().map(|r| r.map(|(t, v)| (t, v.to_bits())).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -85,13 +104,30 @@ fn round_trip_through_reader() {
     let data = make_series(50, 300);
     let meta = write_block(dir.path(), T0, T0 + 2 * HOUR, Some(thanos()), to_block_series(&data)).unwrap();
 
-    let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(names, vec![meta.ulid.to_string()], "only the final block directory remains");
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![meta.ulid.to_string()],
+        "only the final block directory remains"
+    );
     let block_dir = dir.path().join(meta.ulid.to_string());
     let block = BlockReader::open(&block_dir).unwrap();
     assert_eq!(block.meta(), &meta);
-    assert_eq!(meta.stats, BlockStats { num_samples: 50 * 300, num_series: 50, num_chunks: 50 * 3 });
-    assert_eq!((meta.compaction.level, meta.compaction.sources.clone()), (1, vec![meta.ulid]));
+    assert_eq!(
+        meta.stats,
+        BlockStats {
+            num_samples: 50 * 300,
+            num_series: 50,
+            num_chunks: 50 * 3
+        }
+    );
+    assert_eq!(
+        (meta.compaction.level, meta.compaction.sources.clone()),
+        (1, vec![meta.ulid])
+    );
 
     let mut want = data.clone();
     want.sort_by(|a, b| a.0.cmp(&b.0));
@@ -99,20 +135,32 @@ fn round_trip_through_reader() {
     assert_eq!(got.len(), want.len());
     for (g, (labels, samples)) in got.iter().zip(&want) {
         assert_eq!(&g.labels, labels);
-        assert_eq!(decoded(g), samples.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>());
+        assert_eq!(
+            decoded(g),
+            samples.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>()
+        );
         assert_eq!(g.num_samples(), 300);
     }
     let report = block.verify().unwrap();
-    assert_eq!((report.num_series, report.num_chunks, report.num_samples), (50, 150, 15_000));
+    assert_eq!(
+        (report.num_series, report.num_chunks, report.num_samples),
+        (50, 150, 15_000)
+    );
     assert_eq!(report.index.num_label_indices, 4);
 
     let t = meta.thanos.as_ref().unwrap();
     assert_eq!(t.segment_files, vec!["000001"]);
     let rel: Vec<&str> = t.files.iter().map(|f| f.rel_path.as_str()).collect();
     assert_eq!(rel, ["chunks/000001", "index", "meta.json"]);
-    assert_eq!(t.files[1].size_bytes, Some(fs::metadata(block_dir.join("index")).unwrap().len()));
+    assert_eq!(
+        t.files[1].size_bytes,
+        Some(fs::metadata(block_dir.join("index")).unwrap().len())
+    );
     assert_eq!(t.files[2].size_bytes, None);
-    assert_eq!(fs::read(block_dir.join("tombstones")).unwrap(), tombstones::empty_bytes());
+    assert_eq!(
+        fs::read(block_dir.join("tombstones")).unwrap(),
+        tombstones::empty_bytes()
+    );
 }
 
 #[test]
@@ -143,21 +191,55 @@ fn rejects_bad_input_and_leaves_nothing_behind() {
     let l = Labels::from_pairs([("__name__", "up")]);
     let ok_chunks = to_chunks(&samples(0, 10), 5);
 
-    assert!(matches!(write_block(dir.path(), T0, T0 + HOUR, None, vec![]), Err(BlockError::Empty)));
-    assert!(matches!(write_block(dir.path(), T0, T0 + HOUR, None, vec![one(l.clone(), vec![])]), Err(BlockError::Empty)));
-    assert!(matches!(write_block(dir.path(), T0, T0, None, vec![one(l.clone(), ok_chunks.clone())]), Err(BlockError::InvalidRange { .. })));
+    assert!(matches!(
+        write_block(dir.path(), T0, T0 + HOUR, None, vec![]),
+        Err(BlockError::Empty)
+    ));
+    assert!(matches!(
+        write_block(dir.path(), T0, T0 + HOUR, None, vec![one(l.clone(), vec![])]),
+        Err(BlockError::Empty)
+    ));
+    assert!(matches!(
+        write_block(dir.path(), T0, T0, None, vec![one(l.clone(), ok_chunks.clone())]),
+        Err(BlockError::InvalidRange { .. })
+    ));
     let dup = vec![one(l.clone(), ok_chunks.clone()), one(l.clone(), ok_chunks.clone())];
-    assert!(matches!(write_block(dir.path(), T0, T0 + HOUR, None, dup), Err(BlockError::InvalidSeries { .. })));
+    assert!(matches!(
+        write_block(dir.path(), T0, T0 + HOUR, None, dup),
+        Err(BlockError::InvalidSeries { .. })
+    ));
     let swapped = vec![one(l.clone(), vec![ok_chunks[1].clone(), ok_chunks[0].clone()])];
-    assert!(matches!(write_block(dir.path(), T0, T0 + HOUR, None, swapped), Err(BlockError::InvalidSeries { .. })));
+    assert!(matches!(
+        write_block(dir.path(), T0, T0 + HOUR, None, swapped),
+        Err(BlockError::InvalidSeries { .. })
+    ));
     let outside = vec![one(l.clone(), ok_chunks.clone())];
-    assert!(matches!(write_block(dir.path(), T0 + 1000, T0 + HOUR, None, outside), Err(BlockError::InvalidSeries { .. })));
+    assert!(matches!(
+        write_block(dir.path(), T0 + 1000, T0 + HOUR, None, outside),
+        Err(BlockError::InvalidSeries { .. })
+    ));
     let end_excl = vec![one(l.clone(), ok_chunks.clone())];
     let last = ok_chunks[1].max_time;
-    assert!(matches!(write_block(dir.path(), T0, last, None, end_excl), Err(BlockError::InvalidSeries { .. })));
-    let empty_chunk = vec![one(l.clone(), vec![ChunkData { min_time: T0, max_time: T0, data: vec![0, 0] }])];
-    assert!(matches!(write_block(dir.path(), T0, T0 + HOUR, None, empty_chunk), Err(BlockError::InvalidSeries { .. })));
-    assert!(matches!(write_block(dir.path(), T0, T0 + HOUR, None, vec![one(Labels::new(), ok_chunks)]), Err(BlockError::InvalidSeries { .. })));
+    assert!(matches!(
+        write_block(dir.path(), T0, last, None, end_excl),
+        Err(BlockError::InvalidSeries { .. })
+    ));
+    let empty_chunk = vec![one(
+        l.clone(),
+        vec![ChunkData {
+            min_time: T0,
+            max_time: T0,
+            data: vec![0, 0],
+        }],
+    )];
+    assert!(matches!(
+        write_block(dir.path(), T0, T0 + HOUR, None, empty_chunk),
+        Err(BlockError::InvalidSeries { .. })
+    ));
+    assert!(matches!(
+        write_block(dir.path(), T0, T0 + HOUR, None, vec![one(Labels::new(), ok_chunks)]),
+        Err(BlockError::InvalidSeries { .. })
+    ));
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
@@ -195,13 +277,20 @@ fn hostile_blocks_error_never_panic() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
             fs::write(work.join(file), &bad).unwrap();
-            assert!(open_and_verify(&work).is_err(), "{file}: flip at byte {i} of {} not detected", bytes.len());
+            assert!(
+                open_and_verify(&work).is_err(),
+                "{file}: flip at byte {i} of {} not detected",
+                bytes.len()
+            );
         }
         for n in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
             let _ = fs::remove_dir_all(&work);
             copy_dir(&good, &work);
             fs::write(work.join(file), &bytes[..n]).unwrap();
-            assert!(open_and_verify(&work).is_err(), "{file}: truncation to {n} not detected");
+            assert!(
+                open_and_verify(&work).is_err(),
+                "{file}: truncation to {n} not detected"
+            );
         }
         let _ = fs::remove_dir_all(&work);
     }
@@ -226,7 +315,9 @@ fn hostile_blocks_error_never_panic() {
     for file in ["index", "chunks/000001"] {
         let _ = fs::remove_dir_all(&work);
         copy_dir(&good, &work);
-        let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let junk: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         fs::write(work.join(file), junk).unwrap();
         assert!(open_and_verify(&work).is_err(), "{file} replaced by junk");
     }
@@ -240,7 +331,10 @@ fn hostile_blocks_error_never_panic() {
 // === real validation with promtool 2.42 ===
 
 fn promtool() -> Option<&'static str> {
-    let ok = Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         println!("SKIPPED: promtool not found; install Debian `prometheus` to run the real block checks.");
     }
@@ -251,27 +345,53 @@ fn promtool() -> Option<&'static str> {
 /// has exactly the expected samples (matched per series through the `id` label).
 fn check_with_promtool(db: &Path, meta: &BlockMeta, data: &[(Labels, Vec<(i64, f64)>)]) {
     let Some(promtool) = promtool() else { return };
-    let out = Command::new(promtool).args(["tsdb", "analyze"]).arg(db).arg(meta.ulid.to_string()).output().unwrap();
+    let out = Command::new(promtool)
+        .args(["tsdb", "analyze"])
+        .arg(db)
+        .arg(meta.ulid.to_string())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "analyze failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "analyze failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(&format!("Block ID: {}", meta.ulid)), "{stdout}");
-    assert!(stdout.contains(&format!("\nSeries: {}\n", meta.stats.num_series)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("\nSeries: {}\n", meta.stats.num_series)),
+        "{stdout}"
+    );
 
     // promtool 2.42 opens the directory as a read-only DB, which needs a WAL directory.
     fs::create_dir_all(db.join("wal")).unwrap();
     let out = Command::new(promtool)
-        .args(["tsdb", "dump", &format!("--min-time={}", meta.min_time), &format!("--max-time={}", meta.max_time)])
+        .args([
+            "tsdb",
+            "dump",
+            &format!("--min-time={}", meta.min_time),
+            &format!("--max-time={}", meta.max_time),
+        ])
         .arg(db)
         .output()
         .unwrap();
-    assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len() as u64, meta.stats.num_samples, "dump line count");
 
     let mut want: HashMap<String, Vec<(i64, u64)>> = data
         .iter()
-        .map(|(l, s)| (l.get("id").to_owned(), s.iter().map(|(t, v)| (*t, canonical(*v))).collect()))
+        .map(|(l, s)| {
+            (
+                l.get("id").to_owned(),
+                s.iter().map(|(t, v)| (*t, canonical(*v))).collect(),
+            )
+        })
         .collect();
     let mut got: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
     for line in lines {
@@ -307,7 +427,14 @@ fn promtool_reads_a_thousand_series_block() {
     let dir = tempfile::tempdir().unwrap();
     let data = make_series(1000, 250);
     let meta = write_block(dir.path(), T0, T0 + 2 * HOUR, Some(thanos()), to_block_series(&data)).unwrap();
-    assert_eq!(meta.stats, BlockStats { num_samples: 250_000, num_series: 1000, num_chunks: 3000 });
+    assert_eq!(
+        meta.stats,
+        BlockStats {
+            num_samples: 250_000,
+            num_series: 1000,
+            num_chunks: 3000
+        }
+    );
     let report = open_and_verify(&dir.path().join(meta.ulid.to_string())).unwrap();
     assert_eq!(report.num_samples, 250_000);
     check_with_promtool(dir.path(), &meta, &data);
@@ -318,7 +445,15 @@ fn promtool_reads_a_block_with_several_segments() {
     let dir = tempfile::tempdir().unwrap();
     let data = make_series(30, 400);
     let opts = WriteOptions { segment_size: 8 * 1024 };
-    let meta = write_block_with(dir.path(), opts, T0, T0 + 2 * HOUR, Some(thanos()), to_block_series(&data)).unwrap();
+    let meta = write_block_with(
+        dir.path(),
+        opts,
+        T0,
+        T0 + 2 * HOUR,
+        Some(thanos()),
+        to_block_series(&data),
+    )
+    .unwrap();
     let t = meta.thanos.as_ref().unwrap();
     assert!(t.segment_files.len() >= 2, "{:?}", t.segment_files);
     let block = BlockReader::open(&dir.path().join(meta.ulid.to_string())).unwrap();
@@ -356,7 +491,12 @@ fn xor_chunks_are_byte_identical_to_prometheus() {
     text.push_str("# EOF\n");
     fs::write(&input, text).unwrap();
     let out_dir = dir.path().join("out");
-    let out = Command::new(promtool).args(["tsdb", "create-blocks-from", "openmetrics"]).arg(&input).arg(&out_dir).output().unwrap();
+    let out = Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&out_dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut chunks_checked = 0;

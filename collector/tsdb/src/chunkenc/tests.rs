@@ -5,7 +5,10 @@ use super::*;
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 fn decode(bytes: &[u8]) -> Vec<(i64, u64)> {
-    iter_xor(bytes).map(|s| s.map(|(t, v)| (t, v.to_bits()))).collect::<Result<_, _>>().unwrap()
+    iter_xor(bytes)
+        .map(|s| s.map(|(t, v)| (t, v.to_bits())))
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 #[test]
@@ -34,16 +37,38 @@ fn three_samples_match_prometheus_bytes() {
     c.append(1000, 1.0);
     c.append(2000, 1.0);
     c.append(3000, 2.0);
-    let want = [0x00, 0x03, 0xD0, 0x0F, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0, 0xE8, 0x07, 0x30, 0x97, 0xFF, 0xC0];
+    let want = [
+        0x00, 0x03, 0xD0, 0x0F, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0, 0xE8, 0x07, 0x30, 0x97, 0xFF, 0xC0,
+    ];
     assert_eq!(c.bytes(), &want);
-    assert_eq!(decode(&want), vec![(1000, 1.0f64.to_bits()), (2000, 1.0f64.to_bits()), (3000, 2.0f64.to_bits())]);
+    assert_eq!(
+        decode(&want),
+        vec![
+            (1000, 1.0f64.to_bits()),
+            (2000, 1.0f64.to_bits()),
+            (3000, 2.0f64.to_bits())
+        ]
+    );
     assert_eq!((c.min_time(), c.max_time()), (Some(1000), Some(3000)));
 }
 
 #[test]
 fn dod_bucket_edges_round_trip() {
     // Each delta-of-delta lands on a bucket edge: ±2^13, 2^13+1, ±2^16, ±2^19, beyond.
-    let dods: [i64; 12] = [0, 8192, -8191, 8193, -8192, 65536, -65535, 65537, 524_288, -524_287, 524_289, -1 << 40];
+    let dods: [i64; 12] = [
+        0,
+        8192,
+        -8191,
+        8193,
+        -8192,
+        65536,
+        -65535,
+        65537,
+        524_288,
+        -524_287,
+        524_289,
+        -1 << 40,
+    ];
     let mut c = XorChunk::new();
     let (mut t, mut delta) = (0i64, 1i64 << 41);
     let mut want = Vec::new();
@@ -58,8 +83,19 @@ fn dod_bucket_edges_round_trip() {
 
 #[test]
 fn special_values_round_trip_bit_exact() {
-    let values = [STALE_NAN, f64::NAN.to_bits(), 0x7ff8_0000_0000_0001, f64::INFINITY.to_bits(),
-        f64::NEG_INFINITY.to_bits(), (-0.0f64).to_bits(), 0, 1, u64::MAX, STALE_NAN, 0x8000_0000_0000_0001];
+    let values = [
+        STALE_NAN,
+        f64::NAN.to_bits(),
+        0x7ff8_0000_0000_0001,
+        f64::INFINITY.to_bits(),
+        f64::NEG_INFINITY.to_bits(),
+        (-0.0f64).to_bits(),
+        0,
+        1,
+        u64::MAX,
+        STALE_NAN,
+        0x8000_0000_0000_0001,
+    ];
     let mut c = XorChunk::new();
     for (i, v) in values.iter().enumerate() {
         c.append(i as i64 * 15_000 - 30_000, f64::from_bits(*v));
@@ -84,11 +120,17 @@ fn hostile_chunks_error_without_panic() {
     assert_eq!(iter_xor(&[]).next(), Some(Err(ChunkError::MissingHeader)));
     assert_eq!(iter_xor(&[7]).collect::<Vec<_>>(), vec![Err(ChunkError::MissingHeader)]);
     // Header announces samples that are not there.
-    assert!(matches!(iter_xor(&[0, 5]).next(), Some(Err(ChunkError::Truncated { read: 0, total: 5 }))));
+    assert!(matches!(
+        iter_xor(&[0, 5]).next(),
+        Some(Err(ChunkError::Truncated { read: 0, total: 5 }))
+    ));
     // Varint of 11 continuation bytes.
     let mut long = vec![0, 1];
     long.extend([0xff; 11]);
-    assert!(matches!(iter_xor(&long).next(), Some(Err(ChunkError::VarintOverflow(0)))));
+    assert!(matches!(
+        iter_xor(&long).next(),
+        Some(Err(ChunkError::VarintOverflow(0)))
+    ));
     // Window: leading 31, meaningful 63 → 94 bits.
     let mut c = XorChunk::new();
     c.append(0, 1.0);
@@ -96,7 +138,17 @@ fn hostile_chunks_error_without_panic() {
     bad[1] = 2;
     bad.extend([0x01, 0b1111_1111, 0b1111_1000, 0, 0, 0, 0, 0, 0, 0, 0]);
     let r: Vec<_> = iter_xor(&bad).collect();
-    assert!(matches!(r[1], Err(ChunkError::BadWindow { leading: 31, meaningful: 63, .. })), "{r:?}");
+    assert!(
+        matches!(
+            r[1],
+            Err(ChunkError::BadWindow {
+                leading: 31,
+                meaningful: 63,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 fn timestamps() -> impl Strategy<Value = Vec<i64>> {

@@ -167,9 +167,15 @@ mod tests {
     fn hostile_input_errors() {
         assert_eq!(Decbuf::new(&[0x80]).uvarint(), Err(DecodeError::Eof));
         assert_eq!(Decbuf::new(&[0xff; 11]).uvarint(), Err(DecodeError::VarintOverflow));
-        assert_eq!(Decbuf::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).uvarint(), Err(DecodeError::VarintOverflow));
+        assert_eq!(
+            Decbuf::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).uvarint(),
+            Err(DecodeError::VarintOverflow)
+        );
         assert_eq!(Decbuf::new(&[1, 2, 3]).be32(), Err(DecodeError::Eof));
         assert_eq!(Decbuf::new(&[5, b'a']).uvarint_bytes(), Err(DecodeError::Eof));
-        assert_eq!(Decbuf::new(&[0x80, 0x80, 0x80, 0x80, 0x10]).uvarint32(), Err(DecodeError::VarintOverflow));
+        assert_eq!(
+            Decbuf::new(&[0x80, 0x80, 0x80, 0x80, 0x10]).uvarint32(),
+            Err(DecodeError::VarintOverflow)
+        );
     }
 }

@@ -54,13 +54,21 @@ pub struct IndexReader {
 }
 
 fn decode_err(section: &'static str, offset: u64) -> impl Fn(DecodeError) -> IndexError {
-    move |source| IndexError::Decode { section, offset, source }
+    move |source| IndexError::Decode {
+        section,
+        offset,
+        source,
+    }
 }
 
 impl IndexReader {
     /// Reads `path` and checks header, TOC and symbol table (CRC, UTF-8, strictly sorted).
     pub fn open(path: &Path) -> Result<IndexReader, IndexError> {
-        let data = fs::read(path).map_err(|source| IndexError::Io { op: "read", path: path.to_owned(), source })?;
+        let data = fs::read(path).map_err(|source| IndexError::Io {
+            op: "read",
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_bytes(data)
     }
 
@@ -71,12 +79,18 @@ impl IndexReader {
         }
         let magic = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
         if magic != MAGIC_INDEX || data[4] != FORMAT_V2 {
-            return Err(IndexError::BadHeader { magic, version: data[4] });
+            return Err(IndexError::BadHeader {
+                magic,
+                version: data[4],
+            });
         }
         let toc_at = data.len() - TOC_LEN;
         let (toc_body, toc_crc) = data[toc_at..].split_at(TOC_LEN - 4);
         if crc32c(toc_body).to_be_bytes() != toc_crc {
-            return Err(IndexError::Checksum { section: "TOC", offset: toc_at as u64 });
+            return Err(IndexError::Checksum {
+                section: "TOC",
+                offset: toc_at as u64,
+            });
         }
         let mut d = Decbuf::new(toc_body);
         let mut next = || d.be64().map_err(decode_err("TOC", toc_at as u64));
@@ -88,11 +102,23 @@ impl IndexReader {
             postings: next()?,
             postings_table: next()?,
         };
-        let ordered = [toc.symbols, toc.series, toc.label_indices, toc.postings, toc.label_indices_table, toc.postings_table, toc_at as u64];
+        let ordered = [
+            toc.symbols,
+            toc.series,
+            toc.label_indices,
+            toc.postings,
+            toc.label_indices_table,
+            toc.postings_table,
+            toc_at as u64,
+        ];
         if toc.symbols != HEADER_LEN as u64 || ordered.windows(2).any(|w| w[0] > w[1]) {
             return Err(IndexError::Corrupt(format!("TOC offsets out of order: {toc:?}")));
         }
-        let mut r = IndexReader { data, toc, symbols: Vec::new() };
+        let mut r = IndexReader {
+            data,
+            toc,
+            symbols: Vec::new(),
+        };
         r.symbols = r.read_symbol_offsets()?;
         Ok(r)
     }
@@ -109,11 +135,14 @@ impl IndexReader {
 
     /// `len <4b> | body | CRC32C(body)` at `offset`; returns the checked body.
     fn table(&self, offset: u64, section: &'static str) -> Result<&[u8], IndexError> {
-        let start = usize::try_from(offset).ok().filter(|o| *o <= self.data.len()).ok_or(IndexError::Decode {
-            section,
-            offset,
-            source: DecodeError::Eof,
-        })?;
+        let start = usize::try_from(offset)
+            .ok()
+            .filter(|o| *o <= self.data.len())
+            .ok_or(IndexError::Decode {
+                section,
+                offset,
+                source: DecodeError::Eof,
+            })?;
         let mut d = Decbuf::new(&self.data[start..]);
         let len = d.be32().map_err(decode_err(section, offset))? as usize;
         let body = d.bytes(len).map_err(decode_err(section, offset))?;
@@ -135,9 +164,13 @@ impl IndexReader {
         for _ in 0..count {
             offsets.push(base - d.len());
             let raw = d.uvarint_bytes().map_err(decode_err("symbols", at))?;
-            let s = std::str::from_utf8(raw).map_err(|_| IndexError::Corrupt(format!("symbol {} is not UTF-8", offsets.len() - 1)))?;
+            let s = std::str::from_utf8(raw)
+                .map_err(|_| IndexError::Corrupt(format!("symbol {} is not UTF-8", offsets.len() - 1)))?;
             if last.is_some_and(|l| l >= s) {
-                return Err(IndexError::Corrupt(format!("symbols not strictly sorted at {}", offsets.len() - 1)));
+                return Err(IndexError::Corrupt(format!(
+                    "symbols not strictly sorted at {}",
+                    offsets.len() - 1
+                )));
             }
             last = Some(s);
         }
@@ -146,8 +179,13 @@ impl IndexReader {
 
     /// The symbol with id `i`.
     pub fn symbol(&self, i: u32) -> Result<&str, IndexError> {
-        let at = *self.symbols.get(i as usize).ok_or_else(|| IndexError::Corrupt(format!("unknown symbol {i}")))?;
-        let raw = Decbuf::new(&self.data[at..]).uvarint_bytes().map_err(decode_err("symbols", at as u64))?;
+        let at = *self
+            .symbols
+            .get(i as usize)
+            .ok_or_else(|| IndexError::Corrupt(format!("unknown symbol {i}")))?;
+        let raw = Decbuf::new(&self.data[at..])
+            .uvarint_bytes()
+            .map_err(decode_err("symbols", at as u64))?;
         // Checked at open.
         std::str::from_utf8(raw).map_err(|_| IndexError::Corrupt(format!("symbol {i} is not UTF-8")))
     }
@@ -165,7 +203,11 @@ impl IndexReader {
             }
             let name = utf8(d.uvarint_bytes().map_err(&err)?)?;
             let value = utf8(d.uvarint_bytes().map_err(&err)?)?;
-            entries.push(PostingsEntry { name, value, offset: d.uvarint().map_err(&err)? });
+            entries.push(PostingsEntry {
+                name,
+                value,
+                offset: d.uvarint().map_err(&err)?,
+            });
         }
         Ok(entries)
     }
@@ -175,16 +217,23 @@ impl IndexReader {
         let mut d = Decbuf::new(self.table(offset, "postings")?);
         let n = d.be32().map_err(decode_err("postings", offset))? as usize;
         if d.len() != n * 4 {
-            return Err(IndexError::Corrupt(format!("postings at {offset}: {n} entries in {} bytes", d.len())));
+            return Err(IndexError::Corrupt(format!(
+                "postings at {offset}: {n} entries in {} bytes",
+                d.len()
+            )));
         }
-        (0..n).map(|_| d.be32().map_err(decode_err("postings", offset))).collect()
+        (0..n)
+            .map(|_| d.be32().map_err(decode_err("postings", offset)))
+            .collect()
     }
 
     /// References of all series in label order (the `("", "")` postings list).
     pub fn all_series_refs(&self) -> Result<Vec<u32>, IndexError> {
         match self.postings_table()?.first() {
             Some(e) if e.name.is_empty() && e.value.is_empty() => self.postings(e.offset),
-            _ => Err(IndexError::Corrupt("postings offset table does not start with the all-series list".into())),
+            _ => Err(IndexError::Corrupt(
+                "postings offset table does not start with the all-series list".into(),
+            )),
         }
     }
 
@@ -198,14 +247,24 @@ impl IndexReader {
             resolved.push((self.symbol(n)?, self.symbol(v)?));
         }
         check_label_names(series_ref, &resolved)?;
-        Ok(SeriesEntry { labels: Labels::from_pairs(resolved), chunks })
+        Ok(SeriesEntry {
+            labels: Labels::from_pairs(resolved),
+            chunks,
+        })
     }
 
     /// Decodes a series into symbol id pairs and chunk metas.
-    fn series_raw(&self, series_ref: u32, pairs: &mut Vec<(u32, u32)>, chunks: &mut Vec<ChunkMeta>) -> Result<(), IndexError> {
+    fn series_raw(
+        &self,
+        series_ref: u32,
+        pairs: &mut Vec<(u32, u32)>,
+        chunks: &mut Vec<ChunkMeta>,
+    ) -> Result<(), IndexError> {
         let at = u64::from(series_ref) * SERIES_ALIGN;
         if at < self.toc.series || at >= self.toc.label_indices {
-            return Err(IndexError::Corrupt(format!("series reference {series_ref} outside the series section")));
+            return Err(IndexError::Corrupt(format!(
+                "series reference {series_ref} outside the series section"
+            )));
         }
         let end = self.toc.label_indices as usize;
         let err = decode_err("series", at);
@@ -214,7 +273,10 @@ impl IndexReader {
         let body = d.bytes(len).map_err(&err)?;
         let crc = d.be32().map_err(&err)?;
         if crc32c(body) != crc {
-            return Err(IndexError::Checksum { section: "series", offset: at });
+            return Err(IndexError::Checksum {
+                section: "series",
+                offset: at,
+            });
         }
         let mut d = Decbuf::new(body);
         pairs.clear();
@@ -228,17 +290,28 @@ impl IndexReader {
             let min_time = d.varint().map_err(&err)?;
             let max_time = min_time.wrapping_add(d.uvarint().map_err(&err)? as i64);
             let chunk_ref = d.uvarint().map_err(&err)?;
-            chunks.push(ChunkMeta { min_time, max_time, chunk_ref });
+            chunks.push(ChunkMeta {
+                min_time,
+                max_time,
+                chunk_ref,
+            });
             for _ in 1..n {
                 let prev = chunks[chunks.len() - 1];
                 let min_time = prev.max_time.wrapping_add(d.uvarint().map_err(&err)? as i64);
                 let max_time = min_time.wrapping_add(d.uvarint().map_err(&err)? as i64);
                 let chunk_ref = (prev.chunk_ref as i64).wrapping_add(d.varint().map_err(&err)?) as u64;
-                chunks.push(ChunkMeta { min_time, max_time, chunk_ref });
+                chunks.push(ChunkMeta {
+                    min_time,
+                    max_time,
+                    chunk_ref,
+                });
             }
         }
         if !d.is_empty() {
-            return Err(IndexError::Corrupt(format!("series {series_ref}: {} trailing bytes", d.len())));
+            return Err(IndexError::Corrupt(format!(
+                "series {series_ref}: {} trailing bytes",
+                d.len()
+            )));
         }
         Ok(())
     }
@@ -250,7 +323,10 @@ impl IndexReader {
         let table = self.postings_table()?;
         for (i, w) in table.windows(2).enumerate() {
             if (w[0].name, w[0].value) >= (w[1].name, w[1].value) {
-                return Err(IndexError::Corrupt(format!("postings offset table unsorted at entry {}", i + 1)));
+                return Err(IndexError::Corrupt(format!(
+                    "postings offset table unsorted at entry {}",
+                    i + 1
+                )));
             }
         }
         let all = self.all_series_refs()?;
@@ -277,14 +353,18 @@ impl IndexReader {
             check_label_names(r, &resolved)?;
             // Symbol ids follow string order, so comparing ids compares label sets.
             if i > 0 && prev_pairs >= pairs {
-                return Err(IndexError::Corrupt(format!("series {r} is not after the previous series in label order")));
+                return Err(IndexError::Corrupt(format!(
+                    "series {r} is not after the previous series in label order"
+                )));
             }
             for (j, c) in chunks.iter().enumerate() {
                 if c.max_time < c.min_time || (j > 0 && c.min_time <= chunks[j - 1].max_time) {
                     return Err(IndexError::Corrupt(format!("series {r}: chunk {j} out of order")));
                 }
                 if c.chunk_ref < last_chunk_ref {
-                    return Err(IndexError::Corrupt(format!("series {r}: chunk references go backwards")));
+                    return Err(IndexError::Corrupt(format!(
+                        "series {r}: chunk references go backwards"
+                    )));
                 }
                 last_chunk_ref = c.chunk_ref;
             }
@@ -296,24 +376,44 @@ impl IndexReader {
 
         let groups: Vec<&[(u32, u32, u32)]> = triples.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)).collect();
         if groups.len() + 1 != table.len() {
-            return Err(IndexError::Corrupt(format!("{} postings lists for {} label pairs", table.len() - 1, groups.len())));
+            return Err(IndexError::Corrupt(format!(
+                "{} postings lists for {} label pairs",
+                table.len() - 1,
+                groups.len()
+            )));
         }
         for (e, g) in table[1..].iter().zip(&groups) {
             if e.offset < self.toc.postings || e.offset >= self.toc.label_indices_table.max(self.toc.postings_table) {
-                return Err(IndexError::Corrupt(format!("postings list {}={:?} outside the postings section", e.name, e.value)));
+                return Err(IndexError::Corrupt(format!(
+                    "postings list {}={:?} outside the postings section",
+                    e.name, e.value
+                )));
             }
             if self.symbol(g[0].0)? != e.name || self.symbol(g[0].1)? != e.value {
-                return Err(IndexError::Corrupt(format!("postings list {}={:?} has no series with that label", e.name, e.value)));
+                return Err(IndexError::Corrupt(format!(
+                    "postings list {}={:?} has no series with that label",
+                    e.name, e.value
+                )));
             }
             if !self.postings(e.offset)?.iter().copied().eq(g.iter().map(|t| t.2)) {
-                return Err(IndexError::Corrupt(format!("postings list {}={:?} differs from the series' labels", e.name, e.value)));
+                return Err(IndexError::Corrupt(format!(
+                    "postings list {}={:?} differs from the series' labels",
+                    e.name, e.value
+                )));
             }
         }
         let num_label_indices = self.verify_label_indices(&triples)?;
         // Every byte between the tables must belong to one (or be alignment padding).
         let listed: Vec<u64> = table.iter().map(|e| e.offset).collect();
-        if self.scan_tables(self.toc.postings, self.toc.label_indices_table.min(self.toc.postings_table), "postings")? != listed {
-            return Err(IndexError::Corrupt("postings section holds lists the offset table does not list".into()));
+        if self.scan_tables(
+            self.toc.postings,
+            self.toc.label_indices_table.min(self.toc.postings_table),
+            "postings",
+        )? != listed
+        {
+            return Err(IndexError::Corrupt(
+                "postings section holds lists the offset table does not list".into(),
+            ));
         }
         Ok(IndexSummary {
             num_series: all.len() as u64,
@@ -338,15 +438,20 @@ impl IndexReader {
             }
             let at = (end - d.len()) as u64;
             if !at.is_multiple_of(SERIES_ALIGN) {
-                return Err(IndexError::Corrupt(format!("series at offset {at} not 16-byte aligned")));
+                return Err(IndexError::Corrupt(format!(
+                    "series at offset {at} not 16-byte aligned"
+                )));
             }
             refs.push(u32::try_from(at / SERIES_ALIGN).map_err(|_| IndexError::TooLarge("series section"))?);
             let len = d.uvarint().map_err(decode_err("series", at))?;
-            let skip = usize::try_from(len).ok().and_then(|l| l.checked_add(4)).ok_or(IndexError::Decode {
-                section: "series",
-                offset: at,
-                source: DecodeError::Eof,
-            })?;
+            let skip = usize::try_from(len)
+                .ok()
+                .and_then(|l| l.checked_add(4))
+                .ok_or(IndexError::Decode {
+                    section: "series",
+                    offset: at,
+                    source: DecodeError::Eof,
+                })?;
             d.skip(skip).map_err(decode_err("series", at))?;
         }
     }
@@ -370,7 +475,9 @@ impl IndexReader {
             pos = aligned + 4 + body.len() as u64 + 4;
         }
         if pos > end {
-            return Err(IndexError::Corrupt(format!("{section} entry runs past the end of its section")));
+            return Err(IndexError::Corrupt(format!(
+                "{section} entry runs past the end of its section"
+            )));
         }
         Ok(offsets)
     }
@@ -389,7 +496,10 @@ impl IndexReader {
         let names: Vec<&[(u32, u32, u32)]> = triples.chunk_by(|a, b| a.0 == b.0).collect();
         let mut listed = Vec::with_capacity(names.len());
         if count != names.len() {
-            return Err(IndexError::Corrupt(format!("{count} label indices for {} label names", names.len())));
+            return Err(IndexError::Corrupt(format!(
+                "{count} label indices for {} label names",
+                names.len()
+            )));
         }
         for group in names {
             if d.uvarint().map_err(&err)? != 1 {
@@ -398,7 +508,9 @@ impl IndexReader {
             let name = utf8(d.uvarint_bytes().map_err(&err)?)?;
             let offset = d.uvarint().map_err(&err)?;
             if name != self.symbol(group[0].0)? || offset < self.toc.label_indices || offset >= self.toc.postings {
-                return Err(IndexError::Corrupt(format!("label offset table entry {name:?} does not match the series")));
+                return Err(IndexError::Corrupt(format!(
+                    "label offset table entry {name:?} does not match the series"
+                )));
             }
             listed.push(offset);
             let mut li = Decbuf::new(self.table(offset, "label index")?);
@@ -406,16 +518,22 @@ impl IndexReader {
             let (n_names, n_values) = (li.be32().map_err(&lerr)?, li.be32().map_err(&lerr)? as usize);
             let values: Vec<u32> = group.chunk_by(|a, b| a.1 == b.1).map(|g| g[0].1).collect();
             if n_names != 1 || n_values != values.len() || li.len() != 4 * n_values {
-                return Err(IndexError::Corrupt(format!("label index of {name:?} has the wrong shape")));
+                return Err(IndexError::Corrupt(format!(
+                    "label index of {name:?} has the wrong shape"
+                )));
             }
             for v in values {
                 if li.be32().map_err(&lerr)? != v {
-                    return Err(IndexError::Corrupt(format!("label index of {name:?} lists other values than the series")));
+                    return Err(IndexError::Corrupt(format!(
+                        "label index of {name:?} lists other values than the series"
+                    )));
                 }
             }
         }
         if self.scan_tables(self.toc.label_indices, self.toc.postings, "label indices")? != listed {
-            return Err(IndexError::Corrupt("label indices section holds entries the label offset table does not list".into()));
+            return Err(IndexError::Corrupt(
+                "label indices section holds entries the label offset table does not list".into(),
+            ));
         }
         Ok(count as u64)
     }
@@ -424,10 +542,14 @@ impl IndexReader {
 /// Label names must be non-empty, strictly increasing; values non-empty.
 fn check_label_names(series_ref: u32, labels: &[(&str, &str)]) -> Result<(), IndexError> {
     if labels.iter().any(|(n, v)| n.is_empty() || v.is_empty()) {
-        return Err(IndexError::EmptyLabel { index: series_ref.into() });
+        return Err(IndexError::EmptyLabel {
+            index: series_ref.into(),
+        });
     }
     if labels.windows(2).any(|w| w[0].0 >= w[1].0) {
-        return Err(IndexError::Corrupt(format!("series {series_ref}: label names not strictly sorted")));
+        return Err(IndexError::Corrupt(format!(
+            "series {series_ref}: label names not strictly sorted"
+        )));
     }
     Ok(())
 }

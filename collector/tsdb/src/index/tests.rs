@@ -14,16 +14,36 @@ fn s<'a>(labels: &'a Labels, chunks: &'a [ChunkMeta]) -> IndexSeries<'a> {
 }
 
 fn meta(min: i64, max: i64, r: u64) -> ChunkMeta {
-    ChunkMeta { min_time: min, max_time: max, chunk_ref: r }
+    ChunkMeta {
+        min_time: min,
+        max_time: max,
+        chunk_ref: r,
+    }
 }
 
 #[test]
 fn tiny_index_has_the_documented_layout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index");
-    let (a, b) = (labels(&[("__name__", "up"), ("job", "a")]), labels(&[("__name__", "up"), ("job", "b")]));
+    let (a, b) = (
+        labels(&[("__name__", "up"), ("job", "a")]),
+        labels(&[("__name__", "up"), ("job", "b")]),
+    );
     let (ca, cb) = ([meta(1000, 2000, 8), meta(3000, 4000, 40)], [meta(1500, 2500, 70)]);
-    let stats = write_index(&path, &[IndexSeries { labels: &a, chunks: &ca }, IndexSeries { labels: &b, chunks: &cb }]).unwrap();
+    let stats = write_index(
+        &path,
+        &[
+            IndexSeries {
+                labels: &a,
+                chunks: &ca,
+            },
+            IndexSeries {
+                labels: &b,
+                chunks: &cb,
+            },
+        ],
+    )
+    .unwrap();
     let data = std::fs::read(&path).unwrap();
     assert_eq!(stats.size_bytes, data.len() as u64);
     assert_eq!(&data[..5], &[0xBA, 0xAA, 0xD7, 0x00, 2]);
@@ -44,12 +64,28 @@ fn tiny_index_has_the_documented_layout() {
     assert_eq!(&data[49..49 + series_body.len()], &series_body);
     assert_eq!(&data[65..69], &crc32c(&series_body).to_be_bytes());
     assert_eq!(toc.symbols, 5);
-    assert!(toc.label_indices < toc.postings && toc.postings < toc.label_indices_table && toc.label_indices_table < toc.postings_table);
+    assert!(
+        toc.label_indices < toc.postings
+            && toc.postings < toc.label_indices_table
+            && toc.label_indices_table < toc.postings_table
+    );
 
     let r = IndexReader::from_bytes(data).unwrap();
     assert_eq!(r.all_series_refs().unwrap(), vec![3, 5]);
-    assert_eq!(r.series(3).unwrap(), SeriesEntry { labels: a, chunks: ca.to_vec() });
-    assert_eq!(r.series(5).unwrap(), SeriesEntry { labels: b, chunks: cb.to_vec() });
+    assert_eq!(
+        r.series(3).unwrap(),
+        SeriesEntry {
+            labels: a,
+            chunks: ca.to_vec()
+        }
+    );
+    assert_eq!(
+        r.series(5).unwrap(),
+        SeriesEntry {
+            labels: b,
+            chunks: cb.to_vec()
+        }
+    );
     let table = r.postings_table().unwrap();
     let keys: Vec<(&str, &str)> = table.iter().map(|e| (e.name, e.value)).collect();
     assert_eq!(keys, [("", ""), ("__name__", "up"), ("job", "a"), ("job", "b")]);
@@ -57,7 +93,16 @@ fn tiny_index_has_the_documented_layout() {
     assert_eq!(r.postings(table[1].offset).unwrap(), vec![3, 5]);
     assert_eq!(r.postings(table[3].offset).unwrap(), vec![5]);
     let summary = r.verify().unwrap();
-    assert_eq!(summary, IndexSummary { num_series: 2, num_chunks: 3, num_symbols: 5, num_postings: 4, num_label_indices: 2 });
+    assert_eq!(
+        summary,
+        IndexSummary {
+            num_series: 2,
+            num_chunks: 3,
+            num_symbols: 5,
+            num_postings: 4,
+            num_label_indices: 2
+        }
+    );
 }
 
 #[test]
@@ -68,26 +113,50 @@ fn writer_rejects_what_prometheus_rejects() {
     let c = [meta(0, 10, 8)];
     let unsorted = write_index(&path, &[s(&b, &c), s(&a, &c)]);
     assert!(matches!(unsorted, Err(IndexError::SeriesOutOfOrder { index: 1 })));
-    assert!(matches!(write_index(&path, &[s(&a, &c), s(&a, &c)]), Err(IndexError::SeriesOutOfOrder { .. })));
+    assert!(matches!(
+        write_index(&path, &[s(&a, &c), s(&a, &c)]),
+        Err(IndexError::SeriesOutOfOrder { .. })
+    ));
     let overlapping = [meta(0, 10, 8), meta(10, 20, 20)];
-    assert!(matches!(write_index(&path, &[s(&a, &overlapping)]), Err(IndexError::ChunksOutOfOrder { index: 0, chunk: 1 })));
-    assert!(matches!(write_index(&path, &[s(&a, &[meta(5, 4, 8)])]), Err(IndexError::ChunksOutOfOrder { .. })));
+    assert!(matches!(
+        write_index(&path, &[s(&a, &overlapping)]),
+        Err(IndexError::ChunksOutOfOrder { index: 0, chunk: 1 })
+    ));
+    assert!(matches!(
+        write_index(&path, &[s(&a, &[meta(5, 4, 8)])]),
+        Err(IndexError::ChunksOutOfOrder { .. })
+    ));
     let refs_back = write_index(&path, &[s(&a, &[meta(0, 1, 100)]), s(&b, &[meta(0, 1, 50)])]);
     assert!(matches!(refs_back, Err(IndexError::ChunkRefsOutOfOrder { index: 1 })));
     let empty_name = labels(&[("", "x")]);
-    assert!(matches!(write_index(&path, &[s(&empty_name, &c)]), Err(IndexError::EmptyLabel { index: 0 })));
+    assert!(matches!(
+        write_index(&path, &[s(&empty_name, &c)]),
+        Err(IndexError::EmptyLabel { index: 0 })
+    ));
 }
 
 #[test]
 fn reader_rejects_damaged_files() {
-    assert!(matches!(IndexReader::from_bytes(vec![]), Err(IndexError::BadHeader { .. })));
-    assert!(matches!(IndexReader::from_bytes(vec![0; 100]), Err(IndexError::BadHeader { magic: 0, .. })));
+    assert!(matches!(
+        IndexReader::from_bytes(vec![]),
+        Err(IndexError::BadHeader { .. })
+    ));
+    assert!(matches!(
+        IndexReader::from_bytes(vec![0; 100]),
+        Err(IndexError::BadHeader { magic: 0, .. })
+    ));
     let mut v3 = vec![0xBA, 0xAA, 0xD7, 0x00, 3];
     v3.resize(100, 0);
-    assert!(matches!(IndexReader::from_bytes(v3), Err(IndexError::BadHeader { version: 3, .. })));
+    assert!(matches!(
+        IndexReader::from_bytes(v3),
+        Err(IndexError::BadHeader { version: 3, .. })
+    ));
     // A TOC with a valid CRC but offsets pointing past the file.
     let mut bad_toc = vec![0xBA, 0xAA, 0xD7, 0x00, 2];
-    let toc: Vec<u8> = [5u64, 6, 7, 8, 9, u64::MAX].iter().flat_map(|o| o.to_be_bytes()).collect();
+    let toc: Vec<u8> = [5u64, 6, 7, 8, 9, u64::MAX]
+        .iter()
+        .flat_map(|o| o.to_be_bytes())
+        .collect();
     bad_toc.extend_from_slice(&toc);
     bad_toc.extend_from_slice(&crc32c(&toc).to_be_bytes());
     assert!(matches!(IndexReader::from_bytes(bad_toc), Err(IndexError::Corrupt(_))));
@@ -110,13 +179,23 @@ fn writes_and_verifies_100k_series() {
         .collect();
     let mut sorted: Vec<&Labels> = all.iter().collect();
     sorted.sort_unstable();
-    let chunks: Vec<[ChunkMeta; 2]> = (0..n).map(|i| [meta(0, 100, 8 + i * 64), meta(200, 300, 8 + i * 64 + 32)]).collect();
-    let series: Vec<IndexSeries<'_>> = sorted.iter().zip(&chunks).map(|(l, c)| IndexSeries { labels: l, chunks: c }).collect();
+    let chunks: Vec<[ChunkMeta; 2]> = (0..n)
+        .map(|i| [meta(0, 100, 8 + i * 64), meta(200, 300, 8 + i * 64 + 32)])
+        .collect();
+    let series: Vec<IndexSeries<'_>> = sorted
+        .iter()
+        .zip(&chunks)
+        .map(|(l, c)| IndexSeries { labels: l, chunks: c })
+        .collect();
     let started = Instant::now();
     let stats = write_index(&path, &series).unwrap();
     let written = started.elapsed();
     let summary = IndexReader::open(&path).unwrap().verify().unwrap();
-    println!("100k series: write {written:?}, write+verify {:?}, {} bytes", started.elapsed(), stats.size_bytes);
+    println!(
+        "100k series: write {written:?}, write+verify {:?}, {} bytes",
+        started.elapsed(),
+        stats.size_bytes
+    );
     assert_eq!(summary.num_series, n);
     assert_eq!(summary.num_chunks, 2 * n);
     assert_eq!(summary.num_postings, 1 + 100 + 1000 + 1);

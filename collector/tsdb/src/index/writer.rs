@@ -45,8 +45,16 @@ pub fn write_index(path: &Path, series: &[IndexSeries<'_>]) -> Result<IndexStats
     let symbols = collect_symbols(series)?;
     let lookup: HashMap<&str, u32> = symbols.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
 
-    let file = File::create(path).map_err(|source| IndexError::Io { op: "create", path: path.to_owned(), source })?;
-    let mut out = Out { w: BufWriter::with_capacity(1 << 20, file), pos: 0, path: path.to_owned() };
+    let file = File::create(path).map_err(|source| IndexError::Io {
+        op: "create",
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = Out {
+        w: BufWriter::with_capacity(1 << 20, file),
+        pos: 0,
+        path: path.to_owned(),
+    };
     let mut toc = Toc::default();
     let mut buf = Vec::with_capacity(1 << 16);
 
@@ -102,11 +110,19 @@ pub fn write_index(path: &Path, series: &[IndexSeries<'_>]) -> Result<IndexStats
 
     toc.postings_table = out.pos;
     buf.clear();
-    buf.extend_from_slice(&u32::try_from(postings_offsets.len()).map_err(|_| IndexError::TooLarge("postings table"))?.to_be_bytes());
+    buf.extend_from_slice(
+        &u32::try_from(postings_offsets.len())
+            .map_err(|_| IndexError::TooLarge("postings table"))?
+            .to_be_bytes(),
+    );
     for (i, (name, value, offset)) in postings_offsets.iter().enumerate() {
         put_uvarint(&mut buf, 2);
         // The first list is the all-series list keyed ("", "").
-        let (name, value) = if i == 0 { ("", "") } else { (symbols[*name as usize], symbols[*value as usize]) };
+        let (name, value) = if i == 0 {
+            ("", "")
+        } else {
+            (symbols[*name as usize], symbols[*value as usize])
+        };
         put_uvarint_str(&mut buf, name);
         put_uvarint_str(&mut buf, value);
         put_uvarint(&mut buf, *offset);
@@ -114,7 +130,14 @@ pub fn write_index(path: &Path, series: &[IndexSeries<'_>]) -> Result<IndexStats
     out.write_table(&buf)?;
 
     buf.clear();
-    for off in [toc.symbols, toc.series, toc.label_indices, toc.label_indices_table, toc.postings, toc.postings_table] {
+    for off in [
+        toc.symbols,
+        toc.series,
+        toc.label_indices,
+        toc.label_indices_table,
+        toc.postings,
+        toc.postings_table,
+    ] {
         buf.extend_from_slice(&off.to_be_bytes());
     }
     out.write_with_crc(&buf)?;
@@ -168,7 +191,10 @@ fn collect_symbols<'a>(series: &[IndexSeries<'a>]) -> Result<Vec<&'a str>, Index
 }
 
 fn write_symbols(out: &mut Out, symbols: &[&str], buf: &mut Vec<u8>) -> Result<(), IndexError> {
-    let body: usize = 4 + symbols.iter().map(|s| uvarint_len(s.len() as u64) + s.len()).sum::<usize>();
+    let body: usize = 4 + symbols
+        .iter()
+        .map(|s| uvarint_len(s.len() as u64) + s.len())
+        .sum::<usize>();
     let len = u32::try_from(body).map_err(|_| IndexError::TooLarge("symbol table"))?;
     out.write(&len.to_be_bytes())?;
     // Streamed in pieces with a running CRC: the table can be large.
@@ -206,7 +232,11 @@ fn put_chunk_metas(buf: &mut Vec<u8>, chunks: &[ChunkMeta]) {
 }
 
 /// One label index per label name listing its values; returns (name symbol, offset) entries.
-fn write_label_indices(out: &mut Out, pairs: &[(u32, u32, u32)], buf: &mut Vec<u8>) -> Result<Vec<(u32, u64)>, IndexError> {
+fn write_label_indices(
+    out: &mut Out,
+    pairs: &[(u32, u32, u32)],
+    buf: &mut Vec<u8>,
+) -> Result<Vec<(u32, u64)>, IndexError> {
     let mut offsets = Vec::new();
     for group in pairs.chunk_by(|a, b| a.0 == b.0) {
         out.pad(4)?;
@@ -263,7 +293,11 @@ struct Out {
 
 impl Out {
     fn write(&mut self, b: &[u8]) -> Result<(), IndexError> {
-        self.w.write_all(b).map_err(|source| IndexError::Io { op: "write", path: self.path.clone(), source })?;
+        self.w.write_all(b).map_err(|source| IndexError::Io {
+            op: "write",
+            path: self.path.clone(),
+            source,
+        })?;
         self.pos += b.len() as u64;
         // Series references are 4 bytes of offset / 16.
         if self.pos > 16 * u64::from(u32::MAX) {
@@ -296,8 +330,16 @@ impl Out {
 
     fn finish(self) -> Result<u64, IndexError> {
         let path = self.path;
-        let f = self.w.into_inner().map_err(|e| IndexError::Io { op: "flush", path: path.clone(), source: e.into_error() })?;
-        f.sync_all().map_err(|source| IndexError::Io { op: "fsync", path, source })?;
+        let f = self.w.into_inner().map_err(|e| IndexError::Io {
+            op: "flush",
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(|source| IndexError::Io {
+            op: "fsync",
+            path,
+            source,
+        })?;
         Ok(self.pos)
     }
 }

@@ -1,0 +1,81 @@
+//! The `trawl-collector` command line: `--help`, and broken or hostile flags and files, each of
+//! which must stop the collector at start with exit code 1 or 2 and a message naming the problem.
+//!
+//! ```text
+//! test ──spawn──► trawl-collector FLAGS ──► exit code, stderr
+//! ```
+
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trawl-collector");
+
+/// Runs the collector with `args` on a free port and a temporary `--tsdb.path`; it must exit by
+/// itself (every case here fails at start).
+fn run(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tsdb = format!("--tsdb.path={}", dir.path().join("tsdb").display());
+    Command::new(BIN)
+        .args(["--web.listen-address=127.0.0.1:0", &tsdb])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run trawl-collector")
+}
+
+#[test]
+fn help_lists_the_thanos_flags() {
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--web.listen-address",
+        "--tsdb.path",
+        "--tsdb.block-duration",
+        "--tsdb.retention",
+        "--objstore.config-file",
+        "--label",
+        "--receive.tenant-header",
+        "--receive.default-tenant-id",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_with_their_name() {
+    for (args, says) in [
+        (vec!["--label=replica"], "expected key=\"value\""),
+        (vec!["--label=tenant_id=\"x\""], "set by the collector"),
+        (vec!["--tsdb.block-duration=2 hours"], "--tsdb.block-duration"),
+        (vec!["--receive.default-tenant-id=../etc"], "default-tenant-id"),
+        (vec!["--receive.tenant-header=bad header"], "tenant-header"),
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(stderr.contains(says), "{args:?}: stderr does not say {says:?}:\n{stderr}");
+    }
+}
+
+#[test]
+fn broken_objstore_configs_stop_the_collector() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (yaml, says) in [
+        ("type: GCS\nconfig: {bucket: b}\n", "GCS"),
+        ("type: S3\nconfig: {endpoint: 'localhost:9000'}\n", "bucket"),
+        ("type: S3\nconfig: {bucket: b, endpoint: x, no_such_key: 1}\n", "no_such_key"),
+        ("type: FILESYSTEM\nconfig: {directory: /tmp, extra: 1}\n", "extra"),
+        ("[not, a, mapping", "objstore"),
+        ("a: &a [*a, *a]\n", "objstore"),
+    ] {
+        let file = dir.path().join("objstore.yml");
+        std::fs::write(&file, yaml).expect("write");
+        let out = run(&[&format!("--objstore.config-file={}", file.display())]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{yaml:?} accepted:\n{stderr}");
+        assert!(stderr.contains(says), "{yaml:?}: stderr does not say {says:?}:\n{stderr}");
+    }
+    let out = run(&["--objstore.config-file=/nonexistent/objstore.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/objstore.yml"));
+}
