@@ -277,7 +277,7 @@ fn invalid_config_at_startup_exits_with_the_error_on_stderr() {
         .find(|l| l.contains("msg=\"Agent failed.\""))
         .unwrap_or_else(|| panic!("{}", r.stderr));
     assert!(
-        line.starts_with("ts=") && line.contains(" level=error caller=main.rs:"),
+        line.starts_with("ts=") && line.contains(" level=error caller=lib.rs:"),
         "{line}"
     );
     assert!(line.contains(&format!(" error=\"{at} ")), "{line}");

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 use trawl_collector::collector::{self, CollectorOptions};
 use trawl_collector::external_labels::parse_label_flag;
 use trawl_collector::receive::RequestLimits;
 use trawl_model::duration::parse_duration;
-use trawl_process::{LogFormat, LogLevel};
+use trawl_process::ProcessFlags;
 
 /// Trawl collector: receives remote write (as Thanos Receive), keeps a head per tenant with a
 /// WAL, writes 2h Prometheus TSDB blocks and uploads them to S3/MinIO or a local bucket.
@@ -64,57 +63,28 @@ struct Cli {
     /// `samples_limit`). 0 means no limit.
     #[arg(long = "receive.request-samples-limit", default_value_t = 0, value_name = "N")]
     request_samples_limit: usize,
-    /// Only log messages with this severity or above.
-    #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
-    log_level: LogLevel,
-    /// Log line format.
-    #[arg(long = "log.format", default_value = "logfmt", value_name = "FORMAT")]
-    log_format: LogFormat,
-    /// Threads that receive and append; 0 means one per CPU core. Block writing and uploads run on
-    /// separate blocking threads.
-    #[arg(long = "runtime.worker-threads", default_value_t = 1, value_name = "N")]
-    worker_threads: usize,
+    #[command(flatten)]
+    process: ProcessFlags,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    trawl_process::init_logging(cli.log_level, cli.log_format);
-    let runtime = match trawl_process::build_runtime(cli.worker_threads) {
-        Ok(rt) => rt,
-        Err(error) => {
-            tracing::error!(message = "Cannot start the runtime.", %error);
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(message = "Collector failed.", error = format!("{error:#}"));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cli.listen_address)
-        .await
-        .map_err(|e| anyhow::anyhow!("listen on {}: {e}", cli.listen_address))?;
-    let shutdown = CancellationToken::new();
-    trawl_process::shutdown_on_signals(shutdown.clone())?;
-    let opts = CollectorOptions {
-        tsdb_path: cli.tsdb_path,
-        block_duration: cli.block_duration,
-        retention: cli.retention,
-        objstore_config: cli.objstore_config,
-        external_labels: cli.labels.into_iter().collect(),
-        tenant_header: cli.tenant_header,
-        default_tenant: cli.default_tenant,
-        limits: RequestLimits {
-            series_limit: cli.request_series_limit,
-            samples_limit: cli.request_samples_limit,
-            head_series_limit: cli.head_series_limit,
-        },
-    };
-    collector::run(opts, listener, shutdown).await?;
-    Ok(())
+    let (process, listen) = (cli.process.clone(), cli.listen_address);
+    trawl_process::serve(&process, listen, "Collector", |listener, shutdown| async move {
+        let opts = CollectorOptions {
+            tsdb_path: cli.tsdb_path,
+            block_duration: cli.block_duration,
+            retention: cli.retention,
+            objstore_config: cli.objstore_config,
+            external_labels: cli.labels.into_iter().collect(),
+            tenant_header: cli.tenant_header,
+            default_tenant: cli.default_tenant,
+            limits: RequestLimits {
+                series_limit: cli.request_series_limit,
+                samples_limit: cli.request_samples_limit,
+                head_series_limit: cli.head_series_limit,
+            },
+        };
+        Ok(collector::run(opts, listener, shutdown).await?)
+    })
 }

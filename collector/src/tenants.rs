@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::registry::Registry;
 use tracing::info;
+use trawl_tsdb::fs::FsError;
 
 use crate::head::{Head, HeadError, HeadMetrics, HeadOptions, WAL_DIR};
 
@@ -63,20 +64,11 @@ impl Tenants {
     /// open (corrupt WAL or block meta).
     pub fn open(tsdb_path: &Path, opts: HeadOptions, registry: &mut Registry) -> Result<Tenants, HeadError> {
         opts.validate()?;
-        std::fs::create_dir_all(tsdb_path).map_err(|source| HeadError::Io {
-            op: "create tsdb directory",
-            path: tsdb_path.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(tsdb_path).map_err(FsError::at("create tsdb directory", tsdb_path))?;
         let metrics = HeadMetrics::new(registry);
-        let list_err = |source| HeadError::Io {
-            op: "list tsdb directory",
-            path: tsdb_path.to_owned(),
-            source,
-        };
         let mut heads = HashMap::new();
-        for entry in std::fs::read_dir(tsdb_path).map_err(list_err)? {
-            let entry = entry.map_err(list_err)?;
+        for entry in std::fs::read_dir(tsdb_path).map_err(FsError::at("list tsdb directory", tsdb_path))? {
+            let entry = entry.map_err(FsError::at("list tsdb directory", tsdb_path))?;
             let name = entry.file_name();
             let Some(tenant) = name.to_str() else { continue };
             let dir = entry.path();

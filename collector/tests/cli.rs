@@ -53,7 +53,10 @@ fn bad_flags_are_refused_with_their_name() {
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} accepted");
-        assert!(stderr.contains(says), "{args:?}: stderr does not say {says:?}:\n{stderr}");
+        assert!(
+            stderr.contains(says),
+            "{args:?}: stderr does not say {says:?}:\n{stderr}"
+        );
     }
 }
 
@@ -63,7 +66,10 @@ fn broken_objstore_configs_stop_the_collector() {
     for (yaml, says) in [
         ("type: GCS\nconfig: {bucket: b}\n", "GCS"),
         ("type: S3\nconfig: {endpoint: 'localhost:9000'}\n", "bucket"),
-        ("type: S3\nconfig: {bucket: b, endpoint: x, no_such_key: 1}\n", "no_such_key"),
+        (
+            "type: S3\nconfig: {bucket: b, endpoint: x, no_such_key: 1}\n",
+            "no_such_key",
+        ),
         ("type: FILESYSTEM\nconfig: {directory: /tmp, extra: 1}\n", "extra"),
         ("[not, a, mapping", "objstore"),
         ("a: &a [*a, *a]\n", "objstore"),
@@ -73,7 +79,10 @@ fn broken_objstore_configs_stop_the_collector() {
         let out = run(&[&format!("--objstore.config-file={}", file.display())]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{yaml:?} accepted:\n{stderr}");
-        assert!(stderr.contains(says), "{yaml:?}: stderr does not say {says:?}:\n{stderr}");
+        assert!(
+            stderr.contains(says),
+            "{yaml:?}: stderr does not say {says:?}:\n{stderr}"
+        );
     }
     let out = run(&["--objstore.config-file=/nonexistent/objstore.yml"]);
     assert_eq!(out.status.code(), Some(1));

@@ -3,7 +3,7 @@
 //! anything else. Samples are read back from the uploaded block with `promtool tsdb dump`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -20,6 +20,15 @@ fn base_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
     now - 10 * 60 * 1000
+}
+
+/// Starts a collector named `collector` storing under `<dir>/collector`; returns it, that TSDB
+/// path and its receive URL.
+async fn start_collector(dir: &Path) -> Result<(Collector, PathBuf, String)> {
+    let tsdb = dir.join("collector");
+    let collector = Collector::start(dir, "collector", &tsdb, &[]).await?;
+    let url = collector.receive_url();
+    Ok((collector, tsdb, url))
 }
 
 /// Request `step`: one sample per series at `base + step` seconds with value `step`.
@@ -107,9 +116,7 @@ fn dumped_samples(dir: &Path, bucket: &Path) -> Result<BTreeMap<String, BTreeMap
 async fn every_acknowledged_sample_survives_kill_9() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
-    let tsdb = dir.join("collector");
-    let mut collector = Collector::start(dir, "collector", &tsdb, &[]).await?;
-    let url = collector.receive_url();
+    let (mut collector, tsdb, url) = start_collector(dir).await?;
     let base = base_ms();
 
     // Send requests back to back; kill -9 the collector while they are flowing.
@@ -177,9 +184,7 @@ async fn every_acknowledged_sample_survives_kill_9() -> Result<()> {
 async fn hostile_requests_get_thanos_status_codes_and_change_nothing_else() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let dir = dir.path();
-    let tsdb = dir.join("collector");
-    let mut collector = Collector::start(dir, "collector", &tsdb, &[]).await?;
-    let url = collector.receive_url();
+    let (mut collector, tsdb, url) = start_collector(dir).await?;
     let base = base_ms();
     let series = |labels: &[(&str, &str)], ts: i64, value: f64| TimeSeries {
         labels: labels

@@ -8,8 +8,10 @@
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use prost::Message;
-use trawl_model::labels::Labels;
 use trawl_model::remote::{SeriesBuffer, WriteRequest, WriteRequestView, encode_labels};
+
+mod common;
+use common::series;
 
 const SERIES: usize = 2000;
 
@@ -17,22 +19,7 @@ fn main() {
     divan::main();
 }
 
-/// The same node_exporter / kube shaped series as the `encode` bench.
-fn series(i: usize) -> Labels {
-    Labels::from_pairs([
-        ("__name__", format!("http_requests_total_{}", i % 50)),
-        ("job", "kubernetes-pods".to_owned()),
-        ("instance", format!("10.1.{}.{}:8080", i / 250, i % 250)),
-        ("namespace", "monitoring".to_owned()),
-        ("pod", format!("api-7d9f8b6c5-{i:05}")),
-        ("container", "api".to_owned()),
-        ("node", "node-a1.example.internal".to_owned()),
-        ("method", ["GET", "POST", "PUT"][i % 3].to_owned()),
-        ("code", ["200", "404", "500", "503"][i % 4].to_owned()),
-        ("handler", format!("/api/v1/items/{}", i % 17)),
-    ])
-}
-
+/// One request of [`SERIES`] series from [`series`], one sample each, as protobuf.
 fn request() -> Vec<u8> {
     let mut buffer = SeriesBuffer::default();
     for i in 0..SERIES {

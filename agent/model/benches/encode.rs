@@ -6,26 +6,13 @@ use divan::counter::ItemsCount;
 use trawl_model::labels::Labels;
 use trawl_model::remote::{Compressor, SeriesBuffer, encode_labels};
 
+mod common;
+use common::series;
+
 const BATCH: usize = 2000;
 
 fn main() {
     divan::main();
-}
-
-/// Labels shaped like a node_exporter / kube series: a name, job, instance and a few more.
-fn series(i: usize) -> Labels {
-    Labels::from_pairs([
-        ("__name__", format!("http_requests_total_{}", i % 50)),
-        ("job", "kubernetes-pods".to_owned()),
-        ("instance", format!("10.1.{}.{}:8080", i / 250, i % 250)),
-        ("namespace", "monitoring".to_owned()),
-        ("pod", format!("api-7d9f8b6c5-{i:05}")),
-        ("container", "api".to_owned()),
-        ("node", "node-a1.example.internal".to_owned()),
-        ("method", ["GET", "POST", "PUT"][i % 3].to_owned()),
-        ("code", ["200", "404", "500", "503"][i % 4].to_owned()),
-        ("handler", format!("/api/v1/items/{}", i % 17)),
-    ])
 }
 
 #[divan::bench]

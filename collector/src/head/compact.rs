@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use trawl_model::labels::Labels;
 use trawl_tsdb::block::{BlockSeries, TMP_SUFFIX, write_block};
+use trawl_tsdb::fs::{FsError, sync_dir};
 use trawl_tsdb::meta::{BlockMeta, META_FILENAME, ThanosMeta};
 use trawl_tsdb::wal::record::encode_series;
 use trawl_tsdb::wal::write_checkpoint;
@@ -46,10 +47,10 @@ fn read_state_file(dir: &Path) -> Result<Option<i64>, HeadError> {
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(HeadError::io("read", &path)(e)),
+        Err(e) => return Err(FsError::at("read", &path)(e).into()),
     };
     let state: HeadStateFile = serde_json::from_slice(&bytes)
-        .map_err(|e| HeadError::io("parse", &path)(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        .map_err(|e| FsError::at("parse", &path)(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     Ok(Some(state.min_valid_time))
 }
 
@@ -58,15 +59,14 @@ fn write_state_file(dir: &Path, min_valid_time: i64) -> Result<(), HeadError> {
     let path = dir.join(HEAD_STATE_FILE);
     let tmp = dir.join(format!("{HEAD_STATE_FILE}.tmp"));
     let json = serde_json::to_vec(&HeadStateFile { min_valid_time })
-        .map_err(|e| HeadError::io("encode", &path)(io::Error::other(e)))?;
-    let mut file = fs::File::create(&tmp).map_err(HeadError::io("create", &tmp))?;
+        .map_err(|e| FsError::at("encode", &path)(io::Error::other(e)))?;
+    let mut file = fs::File::create(&tmp).map_err(FsError::at("create", &tmp))?;
     file.write_all(&json)
         .and_then(|()| file.sync_all())
-        .map_err(HeadError::io("write", &tmp))?;
-    fs::rename(&tmp, &path).map_err(HeadError::io("rename", &tmp))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(HeadError::io("sync", dir))
+        .map_err(FsError::at("write", &tmp))?;
+    fs::rename(&tmp, &path).map_err(FsError::at("rename", &tmp))?;
+    sync_dir(dir).map_err(FsError::at("sync", dir))?;
+    Ok(())
 }
 
 /// Prepares a tenant directory for opening: removes block directories left unfinished by a
@@ -75,8 +75,8 @@ fn write_state_file(dir: &Path, min_valid_time: i64) -> Result<(), HeadError> {
 /// [`HEAD_STATE_FILE`] if higher (`i64::MIN` without either).
 pub(super) fn prepare_dir(dir: &Path) -> Result<i64, HeadError> {
     let mut min_valid = read_state_file(dir)?.unwrap_or(i64::MIN);
-    for entry in fs::read_dir(dir).map_err(HeadError::io("list tenant directory", dir))? {
-        let entry = entry.map_err(HeadError::io("list tenant directory", dir))?;
+    for entry in fs::read_dir(dir).map_err(FsError::at("list tenant directory", dir))? {
+        let entry = entry.map_err(FsError::at("list tenant directory", dir))?;
         let path = entry.path();
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };

@@ -24,11 +24,11 @@ mod series;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use trawl_tsdb::block::BlockError;
+use trawl_tsdb::fs::FsError;
 use trawl_tsdb::meta::MetaError;
 use trawl_tsdb::wal::record::RecordError;
 use trawl_tsdb::wal::{DEFAULT_SEGMENT_SIZE, Wal, WalError};
@@ -104,17 +104,10 @@ pub enum HeadError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A file-system operation on the tenant directory failed.
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// A file-system operation on the tenant directory failed. The message ends with the OS
+    /// error because warnings log only the message, so it is not repeated as a `source()`.
+    #[error("{fs}: {cause}", fs = .0, cause = .0.source)]
+    Io(FsError),
     /// Writing, reading or truncating the WAL failed.
     #[error(transparent)]
     Wal(#[from] WalError),
@@ -137,14 +130,9 @@ pub enum HeadError {
     Block(#[from] BlockError),
 }
 
-impl HeadError {
-    /// Wraps an I/O error with the operation and path it belongs to.
-    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HeadError + 'a {
-        move |source| HeadError::Io {
-            op,
-            path: path.to_owned(),
-            source,
-        }
+impl From<FsError> for HeadError {
+    fn from(error: FsError) -> Self {
+        HeadError::Io(error)
     }
 }
 
@@ -213,7 +201,7 @@ impl Head {
     /// Errors: options, I/O, WAL corruption outside its tail, unreadable block metas.
     pub fn open(dir: &Path, tenant: &str, opts: HeadOptions, metrics: HeadMetrics) -> Result<Head, HeadError> {
         opts.validate()?;
-        std::fs::create_dir_all(dir).map_err(HeadError::io("create tenant directory", dir))?;
+        std::fs::create_dir_all(dir).map_err(FsError::at("create tenant directory", dir))?;
         let min_valid_time = compact::prepare_dir(dir)?;
         let metrics = metrics.tenant(tenant);
         let wal_dir = dir.join(WAL_DIR);

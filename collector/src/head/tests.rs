@@ -716,7 +716,7 @@ fn flush_writes_everything_range_by_range() {
     drop(head);
     std::fs::write(dir.path().join(HEAD_STATE_FILE), b"{\"min_valid_time\": \"x\"}").expect("write");
     let err = Head::open(dir.path(), "t", opts(), HeadMetrics::default()).expect_err("corrupt state file");
-    assert!(matches!(err, HeadError::Io { .. }), "{err:?}");
+    assert!(matches!(err, HeadError::Io(FsError { op: "parse", .. })), "{err:?}");
 }
 
 #[test]

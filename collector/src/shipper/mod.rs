@@ -26,6 +26,7 @@ mod tests;
 
 use std::io;
 
+use trawl_tsdb::fs::FsError;
 use ulid::Ulid;
 
 pub use metrics::ShipperMetrics;
@@ -78,17 +79,9 @@ pub enum ShipperError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Local I/O on the tenant directory failed (listing it, reading a block file, writing
-    /// `thanos.shipper.json`, deleting a block).
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done, e.g. `read block file`.
-        op: &'static str,
-        /// File or directory.
-        path: String,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
+    /// `thanos.shipper.json`, deleting a block); its `op` says which, e.g. `read block file`.
+    #[error(transparent)]
+    Io(#[from] FsError),
     /// A bucket operation failed.
     #[error("{op} {object}")]
     Bucket {
@@ -120,7 +113,7 @@ impl ShipperError {
     pub fn is_recoverable(&self) -> bool {
         matches!(
             self,
-            ShipperError::Io { .. } | ShipperError::Bucket { .. } | ShipperError::Block { .. }
+            ShipperError::Io(_) | ShipperError::Bucket { .. } | ShipperError::Block { .. }
         )
     }
 }

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use trawl_tsdb::fs::{FsError, sync_dir};
 use ulid::Ulid;
 
 use super::ShipperError;
@@ -45,12 +46,13 @@ impl ShipperState {
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(io_error("read", &path, source)),
+            Err(source) => return Err(FsError::at("read", &path)(source).into()),
         };
-        let invalid = |message: String| io_error("parse", &path, io::Error::new(io::ErrorKind::InvalidData, message));
+        let invalid =
+            |message: String| FsError::at("parse", &path)(io::Error::new(io::ErrorKind::InvalidData, message));
         let state: ShipperState = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
         if state.version != SHIPPER_VERSION {
-            return Err(invalid(format!("unexpected version {}", state.version)));
+            return Err(invalid(format!("unexpected version {}", state.version)).into());
         }
         Ok(Some(state))
     }
@@ -65,32 +67,23 @@ impl ShipperState {
         let mut ser =
             serde_json::Serializer::with_formatter(&mut json, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
         self.serialize(&mut ser)
-            .map_err(|e| io_error("encode", &tmp, e.into()))?;
+            .map_err(|e| FsError::at("encode", &tmp)(e.into()))?;
         json.push(b'\n');
         let write_tmp = || -> io::Result<()> {
             let mut file = File::create(&tmp)?;
             file.write_all(&json)?;
             file.sync_all()
         };
-        write_tmp().map_err(|source| io_error("write", &tmp, source))?;
-        std::fs::rename(&tmp, &path).map_err(|source| io_error("rename", &tmp, source))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| io_error("sync directory", dir, source))
+        write_tmp().map_err(FsError::at("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(FsError::at("rename", &tmp))?;
+        sync_dir(dir).map_err(FsError::at("sync directory", dir))?;
+        Ok(())
     }
 }
 
 impl Default for ShipperState {
     fn default() -> Self {
         ShipperState::new()
-    }
-}
-
-fn io_error(op: &'static str, path: &Path, source: io::Error) -> ShipperError {
-    ShipperError::Io {
-        op,
-        path: path.display().to_string(),
-        source,
     }
 }
 

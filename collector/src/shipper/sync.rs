@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{debug, error, info, warn};
+use trawl_tsdb::fs::{FsError, sync_dir};
 use trawl_tsdb::meta::{BlockMeta, META_FILENAME};
 use ulid::Ulid;
 
@@ -284,11 +285,6 @@ impl Shipper {
 /// unreadable record is logged and treated as empty). Removes leftovers of interrupted
 /// deletions. A missing `dir` has no blocks.
 fn scan(dir: &Path) -> Result<Scan, ShipperError> {
-    let io_error = |source| ShipperError::Io {
-        op: "list",
-        path: dir.display().to_string(),
-        source,
-    };
     let recorded = match ShipperState::read(dir) {
         Ok(state) => state.unwrap_or_default().uploaded.into_iter().collect(),
         Err(error) => {
@@ -305,14 +301,14 @@ fn scan(dir: &Path) -> Result<Scan, ShipperError> {
                 recorded,
             });
         }
-        Err(e) => return Err(io_error(e)),
+        Err(e) => return Err(FsError::at("list", dir)(e).into()),
     };
     let mut blocks = Vec::new();
     let mut broken = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(io_error)?;
+        let entry = entry.map_err(FsError::at("list", dir))?;
         // Symlinks and files are never blocks; `file_type` does not follow links.
-        if !entry.file_type().map_err(io_error)?.is_dir() {
+        if !entry.file_type().map_err(FsError::at("list", dir))?.is_dir() {
             continue;
         }
         let Ok(name) = entry.file_name().into_string() else {
@@ -373,21 +369,15 @@ fn read_block(dir: &Path, id: Ulid) -> Result<LocalBlock, String> {
 
 /// Deletes a block directory: rename to `<ULID>.tmp-for-deletion`, fsync the parent, remove.
 fn delete_block(dir: &Path) -> Result<(), ShipperError> {
-    let io_error = |op, source| ShipperError::Io {
-        op,
-        path: dir.display().to_string(),
-        source,
-    };
     let mut doomed = dir.as_os_str().to_owned();
     doomed.push(DELETION_SUFFIX);
     let doomed = PathBuf::from(doomed);
-    std::fs::rename(dir, &doomed).map_err(|e| io_error("rename for deletion", e))?;
+    std::fs::rename(dir, &doomed).map_err(FsError::at("rename for deletion", dir))?;
     if let Some(parent) = dir.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_error("sync parent of", e))?;
+        sync_dir(parent).map_err(FsError::at("sync parent of", dir))?;
     }
-    std::fs::remove_dir_all(&doomed).map_err(|e| io_error("delete", e))
+    std::fs::remove_dir_all(&doomed).map_err(FsError::at("delete", dir))?;
+    Ok(())
 }
 
 /// `error: cause: cause…`.
@@ -408,13 +398,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, ShipperError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|join_error| {
-        Err(ShipperError::Io {
-            op: "background task on",
-            path: path.display().to_string(),
-            source: io::Error::other(join_error),
-        })
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|join_error| Err(FsError::at("background task on", path)(io::Error::other(join_error)).into()))
 }
 
 /// Milliseconds since the epoch (0 before it).

@@ -11,6 +11,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
+use trawl_tsdb::fs::FsError;
 use ulid::Ulid;
 
 use super::ShipperError;
@@ -92,15 +93,10 @@ impl Backoff {
 /// of `chunks/` by name, `index`, `meta.json`. Errors when `chunks/` cannot be listed.
 pub(super) fn block_files(dir: &Path) -> Result<Vec<String>, ShipperError> {
     let chunks_dir = dir.join(CHUNKS_DIRNAME);
-    let io_error = |source| ShipperError::Io {
-        op: "list",
-        path: chunks_dir.display().to_string(),
-        source,
-    };
     let mut chunks = Vec::new();
-    for entry in std::fs::read_dir(&chunks_dir).map_err(io_error)? {
-        let entry = entry.map_err(io_error)?;
-        if !entry.file_type().map_err(io_error)?.is_file() {
+    for entry in std::fs::read_dir(&chunks_dir).map_err(FsError::at("list", &chunks_dir))? {
+        let entry = entry.map_err(FsError::at("list", &chunks_dir))?;
+        if !entry.file_type().map_err(FsError::at("list", &chunks_dir))?.is_file() {
             continue;
         }
         match entry.file_name().into_string() {
@@ -152,21 +148,24 @@ pub(super) async fn upload_block(
 /// Uploads one file to `location`: a single `PUT` up to [`PART_SIZE`] bytes, a multipart upload
 /// of [`PART_SIZE`] parts above (aborted on error, so no parts linger). Returns the bytes sent.
 async fn upload_file(bucket: &dyn ObjectStore, local: &Path, location: &ObjectPath) -> Result<u64, ShipperError> {
-    let read_error = |source| ShipperError::Io {
-        op: "read block file",
-        path: local.display().to_string(),
-        source,
-    };
     let bucket_error = |source| ShipperError::Bucket {
         op: "upload",
         object: location.to_string(),
         source,
     };
-    let mut file = tokio::fs::File::open(local).await.map_err(read_error)?;
-    let size = file.metadata().await.map_err(read_error)?.len();
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(FsError::at("read block file", local))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(FsError::at("read block file", local))?
+        .len();
     if size <= PART_SIZE as u64 {
         let mut buf = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut buf).await.map_err(read_error)?;
+        file.read_to_end(&mut buf)
+            .await
+            .map_err(FsError::at("read block file", local))?;
         let sent = buf.len() as u64;
         bucket
             .put(location, PutPayload::from(buf))
@@ -213,11 +212,7 @@ async fn stream_file(
             .take(READ_CHUNK as u64)
             .read_to_end(&mut buf)
             .await
-            .map_err(|source| ShipperError::Io {
-                op: "read block file",
-                path: local.display().to_string(),
-                source,
-            })?;
+            .map_err(FsError::at("read block file", local))?;
         if read == 0 {
             return Ok(sent);
         }

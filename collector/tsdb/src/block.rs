@@ -14,8 +14,9 @@ use ulid::Ulid;
 
 use crate::chunkenc::{ChunkError, ENCODING_XOR, XorChunk, XorIter, iter_xor};
 use crate::chunks::{CHUNKS_DIR, ChunkReader, ChunkWriter, ChunksError, DEFAULT_SEGMENT_SIZE};
+use crate::fs::{FsError, sync_dir};
 use crate::index::{ChunkMeta, INDEX_FILENAME, IndexError, IndexReader, IndexSeries, IndexSummary, write_index};
-use crate::meta::{BlockMeta, BlockStats, META_FILENAME, MetaError, ThanosFile, ThanosMeta, sync_dir};
+use crate::meta::{BlockMeta, BlockStats, META_FILENAME, MetaError, ThanosFile, ThanosMeta};
 use crate::tombstones::{self, TOMBSTONES_FILENAME, TombstonesError};
 
 /// Suffix of the directory a block is built in before its rename (as Prometheus).
@@ -25,16 +26,8 @@ pub const TMP_SUFFIX: &str = ".tmp-for-creation";
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
     /// File system error.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// Path involved.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FsError),
     /// No series with chunks were given.
     #[error("block would be empty")]
     Empty,
@@ -80,14 +73,6 @@ pub enum BlockError {
     /// The block's parts disagree with each other or with `meta.json`.
     #[error("block inconsistent: {0}")]
     Inconsistent(String),
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BlockError + 'a {
-    move |source| BlockError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// One XOR chunk of a series.
@@ -204,7 +189,7 @@ pub fn write_block_with(
 
     let ulid = Ulid::new();
     let tmp = parent.join(format!("{ulid}{TMP_SUFFIX}"));
-    fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+    fs::create_dir_all(&tmp).map_err(FsError::at("create", &tmp))?;
     let meta = match write_parts(&tmp, opts, ulid, min_time, max_time_exclusive, stats, thanos, &series) {
         Ok(meta) => meta,
         Err(e) => {
@@ -214,8 +199,8 @@ pub fn write_block_with(
         }
     };
     let dst = parent.join(ulid.to_string());
-    fs::rename(&tmp, &dst).map_err(io_err("rename", &tmp))?;
-    sync_dir(parent).map_err(io_err("fsync", parent))?;
+    fs::rename(&tmp, &dst).map_err(FsError::at("rename", &tmp))?;
+    sync_dir(parent).map_err(FsError::at("fsync", parent))?;
     Ok(meta)
 }
 
@@ -295,7 +280,7 @@ fn write_parts(
         rest = tail;
     }
     let index = write_index(&tmp.join(INDEX_FILENAME), &entries)?;
-    tombstones::write_empty(tmp).map_err(io_err("write", &tmp.join(TOMBSTONES_FILENAME)))?;
+    tombstones::write_empty(tmp).map_err(FsError::at("write", &tmp.join(TOMBSTONES_FILENAME)))?;
 
     let thanos = thanos.map(|mut t| {
         t.segment_files = segments.iter().map(|s| s.name.clone()).collect();
@@ -319,7 +304,8 @@ fn write_parts(
         t
     });
     let meta = BlockMeta::new_level1(ulid, min_time, max_time, stats, thanos);
-    meta.write(tmp).map_err(io_err("write", &tmp.join(META_FILENAME)))?;
+    meta.write(tmp)
+        .map_err(FsError::at("write", &tmp.join(META_FILENAME)))?;
     Ok(meta)
 }
 
@@ -442,7 +428,7 @@ impl BlockReader {
         if let Some(thanos) = &self.meta.thanos {
             for f in thanos.files.iter().filter(|f| f.size_bytes.is_some()) {
                 let path = self.dir.join(&f.rel_path);
-                let size = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
+                let size = fs::metadata(&path).map_err(FsError::at("stat", &path))?.len();
                 if Some(size) != f.size_bytes {
                     return Err(BlockError::Inconsistent(format!(
                         "{} is {size} bytes, meta.json says {:?}",
@@ -455,7 +441,7 @@ impl BlockReader {
         match fs::read(&tomb) {
             Ok(b) => report.num_tombstones = tombstones::parse(&b)? as u64,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read", &tomb)(e)),
+            Err(e) => return Err(FsError::at("read", &tomb)(e).into()),
         }
         Ok(report)
     }

@@ -7,12 +7,12 @@
 //! from `000001`.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::fs::{FsError, sync_dir};
 use crate::index::encoding::{Decbuf, crc32c, put_uvarint};
-use crate::meta::sync_dir;
 
 /// Magic number at the start of every segment file.
 pub const MAGIC_CHUNKS: u32 = 0x85BD_40DD;
@@ -29,16 +29,8 @@ pub const CHUNKS_DIR: &str = "chunks";
 #[derive(Debug, thiserror::Error)]
 pub enum ChunksError {
     /// File system error on a path.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// File or directory.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FsError),
     /// Segment size outside `9..=u32::MAX` bytes.
     #[error("invalid segment size {0} bytes")]
     InvalidSegmentSize(u64),
@@ -88,14 +80,6 @@ pub fn segment_name(index: u32) -> String {
     format!("{:06}", u64::from(index) + 1)
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ChunksError + 'a {
-    move |source| ChunksError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
-}
-
 /// One finished segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentFile {
@@ -124,7 +108,7 @@ impl ChunkWriter {
         if !(SEGMENT_HEADER_SIZE + 1..=u64::from(u32::MAX)).contains(&segment_size) {
             return Err(ChunksError::InvalidSegmentSize(segment_size));
         }
-        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        fs::create_dir_all(dir).map_err(FsError::at("create", dir))?;
         Ok(ChunkWriter {
             dir: dir.to_owned(),
             segment_size,
@@ -155,11 +139,7 @@ impl ChunkWriter {
             .write_all(&self.buf)
             .and_then(|()| w.write_all(data))
             .and_then(|()| w.write_all(&crc.to_be_bytes()));
-        written.map_err(|source| ChunksError::Io {
-            op: "write",
-            path: self.dir.join(&seg.name),
-            source,
-        })?;
+        written.map_err(|e| FsError::at("write", &self.dir.join(&seg.name))(e))?;
         seg.size += size;
         let index = (self.segments.len() - 1) as u32;
         // Offsets stay below segment_size ≤ u32::MAX, so the cast is exact.
@@ -171,12 +151,12 @@ impl ChunkWriter {
         self.close_current()?;
         let name = segment_name(self.segments.len() as u32);
         let path = self.dir.join(&name);
-        let f = File::create(&path).map_err(io_err("create", &path))?;
+        let f = File::create(&path).map_err(FsError::at("create", &path))?;
         let mut w = BufWriter::with_capacity(1 << 20, f);
         let mut header = [0u8; SEGMENT_HEADER_SIZE as usize];
         header[..4].copy_from_slice(&MAGIC_CHUNKS.to_be_bytes());
         header[4] = CHUNKS_FORMAT_V1;
-        w.write_all(&header).map_err(io_err("write", &path))?;
+        w.write_all(&header).map_err(FsError::at("write", &path))?;
         self.cur = Some(w);
         self.segments.push(SegmentFile {
             name,
@@ -188,12 +168,10 @@ impl ChunkWriter {
     fn close_current(&mut self) -> Result<(), ChunksError> {
         if let (Some(w), Some(seg)) = (self.cur.take(), self.segments.last()) {
             let path = self.dir.join(&seg.name);
-            let f = w.into_inner().map_err(|e| ChunksError::Io {
-                op: "flush",
-                path: path.clone(),
-                source: e.into_error(),
-            })?;
-            f.sync_all().map_err(io_err("fsync", &path))?;
+            let f = w
+                .into_inner()
+                .map_err(|e| FsError::at("flush", &path)(e.into_error()))?;
+            f.sync_all().map_err(FsError::at("fsync", &path))?;
         }
         Ok(())
     }
@@ -201,7 +179,7 @@ impl ChunkWriter {
     /// Flushes and fsyncs all segments and the directory; returns the segment files in order.
     pub fn finish(mut self) -> Result<Vec<SegmentFile>, ChunksError> {
         self.close_current()?;
-        sync_dir(&self.dir).map_err(io_err("fsync", &self.dir))?;
+        sync_dir(&self.dir).map_err(FsError::at("fsync", &self.dir))?;
         Ok(std::mem::take(&mut self.segments))
     }
 }
@@ -227,8 +205,8 @@ impl ChunkReader {
     /// start with a valid header.
     pub fn open(dir: &Path) -> Result<ChunkReader, ChunksError> {
         let mut numbered = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-            let entry = entry.map_err(io_err("list", dir))?;
+        for entry in fs::read_dir(dir).map_err(FsError::at("list", dir))? {
+            let entry = entry.map_err(FsError::at("list", dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match name.parse::<u64>() {
                 Ok(n) if name.bytes().all(|b| b.is_ascii_digit()) => numbered.push((n, name)),
@@ -242,8 +220,8 @@ impl ChunkReader {
                 return Err(ChunksError::UnexpectedFile(name));
             }
             let path = dir.join(&name);
-            let file = File::open(&path).map_err(io_err("open", &path))?;
-            let len = file.metadata().map_err(io_err("stat", &path))?.len();
+            let file = File::open(&path).map_err(FsError::at("open", &path))?;
+            let len = file.metadata().map_err(FsError::at("stat", &path))?.len();
             let mut header = [0u8; SEGMENT_HEADER_SIZE as usize];
             if len < SEGMENT_HEADER_SIZE {
                 return Err(ChunksError::BadHeader {
@@ -252,7 +230,7 @@ impl ChunkReader {
                     version: 0,
                 });
             }
-            file.read_exact_at(&mut header, 0).map_err(io_err("read", &path))?;
+            file.read_exact_at(&mut header, 0).map_err(FsError::at("read", &path))?;
             let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
             if magic != MAGIC_CHUNKS || header[4] != CHUNKS_FORMAT_V1 || header[5..] != [0, 0, 0] {
                 return Err(ChunksError::BadHeader {
@@ -295,7 +273,7 @@ impl ChunkReader {
         let head_len = (seg.len - offset).min(head.len() as u64) as usize;
         seg.file
             .read_exact_at(&mut head[..head_len], offset)
-            .map_err(|e| io_err("read", &path())(e))?;
+            .map_err(|e| FsError::at("read", &path())(e))?;
         let mut d = Decbuf::new(&head[..head_len]);
         let data_len = d.uvarint().map_err(|_| ChunksError::Truncated(r))?;
         let varint_len = (head_len - d.len()) as u64;
@@ -309,7 +287,7 @@ impl ChunkReader {
         data.resize(total as usize, 0);
         seg.file
             .read_exact_at(data, body_start)
-            .map_err(|e| io_err("read", &path())(e))?;
+            .map_err(|e| FsError::at("read", &path())(e))?;
         let crc_at = data.len() - 4;
         let stored = u32::from_be_bytes([data[crc_at], data[crc_at + 1], data[crc_at + 2], data[crc_at + 3]]);
         let computed = crc32c(&data[..crc_at]);

@@ -7,10 +7,12 @@
 //! - [`meta`]: `meta.json` with the Thanos section.
 //! - [`block`]: writes a whole block atomically (temporary directory, `meta.json` last, rename) and reads one back.
 //! - [`wal`]: segmented write-ahead log with CRC32C records, record encoding and checkpoints.
+//! - [`fs`]: [`fs::FsError`] (an I/O error with its operation and path) and directory fsync.
 
 pub mod block;
 pub mod chunkenc;
 pub mod chunks;
+pub mod fs;
 pub mod index;
 pub mod meta;
 pub mod tombstones;

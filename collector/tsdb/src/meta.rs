@@ -12,6 +12,8 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use ulid::Ulid;
 
+use crate::fs::sync_dir;
+
 /// File name of the block meta inside a block directory.
 pub const META_FILENAME: &str = "meta.json";
 /// The only block (`version`) and Thanos section version we write and accept.
@@ -215,11 +217,6 @@ impl BlockMeta {
         fs::rename(&tmp, dir.join(META_FILENAME))?;
         sync_dir(dir)
     }
-}
-
-/// fsyncs a directory so a rename or new entry in it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn ser_ulid<S: Serializer>(u: &Ulid, s: S) -> Result<S::Ok, S::Error> {

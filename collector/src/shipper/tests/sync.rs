@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use trawl_tsdb::fs::FsError;
 use ulid::Ulid;
 
 use super::{FakeBlock, HOUR_MS, TestStore, fast_backoff, fs_bucket, now_ms};
@@ -196,7 +197,10 @@ fn shipper_state_reads_thanos_files_and_rejects_broken_ones() {
     ] {
         std::fs::write(&path, broken).unwrap();
         assert!(
-            matches!(ShipperState::read(dir.path()), Err(ShipperError::Io { .. })),
+            matches!(
+                ShipperState::read(dir.path()),
+                Err(ShipperError::Io(FsError { op: "parse", .. }))
+            ),
             "accepted {broken:?}"
         );
     }

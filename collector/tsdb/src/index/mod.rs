@@ -21,10 +21,9 @@ mod writer;
 pub use reader::{IndexReader, IndexSummary, PostingsEntry, SeriesEntry};
 pub use writer::{IndexSeries, IndexStats, write_index};
 
-use std::io;
-use std::path::PathBuf;
-
 use encoding::DecodeError;
+
+use crate::fs::FsError;
 
 /// Magic number at the start of an index file.
 pub const MAGIC_INDEX: u32 = 0xBAAA_D700;
@@ -71,16 +70,8 @@ pub struct Toc {
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// File system error.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FsError),
     /// Series handed to the writer are not strictly increasing by labels.
     #[error("series {index} is not after the previous one in label order (or a duplicate)")]
     SeriesOutOfOrder {

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use trawl_model::labels::Labels;
 
+use crate::fs::FsError;
+
 use super::encoding::{Decbuf, DecodeError, crc32c};
 use super::{ChunkMeta, FORMAT_V2, HEADER_LEN, IndexError, MAGIC_INDEX, SERIES_ALIGN, TOC_LEN, Toc};
 
@@ -64,11 +66,7 @@ fn decode_err(section: &'static str, offset: u64) -> impl Fn(DecodeError) -> Ind
 impl IndexReader {
     /// Reads `path` and checks header, TOC and symbol table (CRC, UTF-8, strictly sorted).
     pub fn open(path: &Path) -> Result<IndexReader, IndexError> {
-        let data = fs::read(path).map_err(|source| IndexError::Io {
-            op: "read",
-            path: path.to_owned(),
-            source,
-        })?;
+        let data = fs::read(path).map_err(FsError::at("read", path))?;
         Self::from_bytes(data)
     }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use trawl_model::labels::Labels;
 
+use crate::fs::FsError;
+
 use super::encoding::{crc32c, put_uvarint, put_uvarint_str, put_varint, uvarint_len};
 use super::{ChunkMeta, FORMAT_V2, IndexError, MAGIC_INDEX, SERIES_ALIGN, Toc};
 
@@ -45,11 +47,7 @@ pub fn write_index(path: &Path, series: &[IndexSeries<'_>]) -> Result<IndexStats
     let symbols = collect_symbols(series)?;
     let lookup: HashMap<&str, u32> = symbols.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
 
-    let file = File::create(path).map_err(|source| IndexError::Io {
-        op: "create",
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = File::create(path).map_err(FsError::at("create", path))?;
     let mut out = Out {
         w: BufWriter::with_capacity(1 << 20, file),
         pos: 0,
@@ -293,11 +291,7 @@ struct Out {
 
 impl Out {
     fn write(&mut self, b: &[u8]) -> Result<(), IndexError> {
-        self.w.write_all(b).map_err(|source| IndexError::Io {
-            op: "write",
-            path: self.path.clone(),
-            source,
-        })?;
+        self.w.write_all(b).map_err(FsError::at("write", &self.path))?;
         self.pos += b.len() as u64;
         // Series references are 4 bytes of offset / 16.
         if self.pos > 16 * u64::from(u32::MAX) {
@@ -330,16 +324,11 @@ impl Out {
 
     fn finish(self) -> Result<u64, IndexError> {
         let path = self.path;
-        let f = self.w.into_inner().map_err(|e| IndexError::Io {
-            op: "flush",
-            path: path.clone(),
-            source: e.into_error(),
-        })?;
-        f.sync_all().map_err(|source| IndexError::Io {
-            op: "fsync",
-            path,
-            source,
-        })?;
+        let f = self
+            .w
+            .into_inner()
+            .map_err(|e| FsError::at("flush", &path)(e.into_error()))?;
+        f.sync_all().map_err(FsError::at("fsync", &path))?;
         Ok(self.pos)
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::WalError;
 use super::dir;
 use super::segment::{HEADER_LEN, frame_header};
+use crate::fs::FsError;
 
 /// Write buffer for checkpoint files.
 const WRITE_BUFFER: usize = 1024 * 1024;
@@ -47,7 +48,7 @@ pub fn write_checkpoint<R: AsRef<[u8]>>(
             return Err(e);
         }
     };
-    fs::rename(&tmp, &path).map_err(WalError::io("rename checkpoint", &path))?;
+    fs::rename(&tmp, &path).map_err(FsError::at("rename checkpoint", &path))?;
     dir::sync_dir(dir)?;
     for old in dir::list(dir)?
         .checkpoints
@@ -65,20 +66,20 @@ fn write_file<R: AsRef<[u8]>>(path: &Path, records: impl IntoIterator<Item = R>)
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(WalError::io("create checkpoint", path))?;
+        .map_err(FsError::at("create checkpoint", path))?;
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut stats = CheckpointStats::default();
     for record in records {
         let record = record.as_ref();
         out.write_all(&frame_header(record)?)
             .and_then(|()| out.write_all(record))
-            .map_err(WalError::io("write checkpoint", path))?;
+            .map_err(FsError::at("write checkpoint", path))?;
         stats.records += 1;
         stats.bytes += (HEADER_LEN + record.len()) as u64;
     }
     let file = out
         .into_inner()
-        .map_err(|e| WalError::io("write checkpoint", path)(e.into_error()))?;
-    file.sync_all().map_err(WalError::io("sync checkpoint", path))?;
+        .map_err(|e| FsError::at("write checkpoint", path)(e.into_error()))?;
+    file.sync_all().map_err(FsError::at("sync checkpoint", path))?;
     Ok(stats)
 }

@@ -1,11 +1,12 @@
 //! File names inside a WAL directory and listing them, as Prometheus `tsdb/wlog` (`%08d` segments,
 //! `checkpoint.%08d`, `.tmp` suffix for unfinished checkpoints).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::WalError;
+use crate::fs::FsError;
 
 const CHECKPOINT_PREFIX: &str = "checkpoint.";
 const TMP_SUFFIX: &str = ".tmp";
@@ -52,10 +53,10 @@ pub(super) fn list(dir: &Path) -> Result<Listing, WalError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listing),
-        Err(e) => return Err(WalError::io("list WAL directory", dir)(e)),
+        Err(e) => return Err(FsError::at("list WAL directory", dir)(e).into()),
     };
     for entry in entries {
-        let entry = entry.map_err(WalError::io("list WAL directory", dir))?;
+        let entry = entry.map_err(FsError::at("list WAL directory", dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(index) = parse_index(name) {
@@ -81,21 +82,19 @@ pub(super) fn remove_path(path: &Path) -> Result<(), WalError> {
         Err(e) => Err(e),
     };
     match result {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(WalError::io("remove", path)(e)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(FsError::at("remove", path)(e).into()),
         _ => Ok(()),
     }
 }
 
 /// Makes creations, renames and deletions in `dir` durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(WalError::io("sync WAL directory", dir))
+    crate::fs::sync_dir(dir).map_err(|e| FsError::at("sync WAL directory", dir)(e).into())
 }
 
 /// Size of a file in bytes.
 pub(super) fn file_len(path: &Path) -> Result<u64, WalError> {
-    fs::metadata(path).map(|m| m.len()).map_err(WalError::io("stat", path))
+    Ok(fs::metadata(path).map_err(FsError::at("stat", path))?.len())
 }
 
 #[cfg(test)]

@@ -56,8 +56,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::io;
 use std::path::PathBuf;
+
+use crate::fs::FsError;
 
 pub use checkpoint::{CheckpointStats, write_checkpoint};
 pub use replay::{ReplayError, ReplayStats, TornTail, replay};
@@ -67,17 +68,9 @@ pub use writer::{DEFAULT_SEGMENT_SIZE, Wal};
 /// Errors of the WAL: file-system failures, damaged files and misuse.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    /// A file-system operation failed; `op` names it (e.g. "create segment").
-    #[error("{op} {}", path.display())]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file or directory it was done to.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// A file-system operation failed; its `op` names it (e.g. "create segment").
+    #[error(transparent)]
+    Io(#[from] FsError),
     /// A checkpoint, or a segment other than the tail segment, holds a damaged frame.
     #[error("WAL file {} is corrupt at offset {offset}: {damage}", path.display())]
     Corrupt {
@@ -127,12 +120,4 @@ pub enum WalError {
         /// The segment holding the partial write.
         path: PathBuf,
     },
-}
-
-impl WalError {
-    /// Wraps an I/O error with the operation and path it belongs to.
-    fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> WalError {
-        let path = path.into();
-        move |source| WalError::Io { op, path, source }
-    }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::WalError;
 use super::dir;
 use super::segment::{Damage, Frame, FrameReader};
+use crate::fs::FsError;
 
 /// What [`replay`] read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,11 +131,14 @@ fn read_file<E>(
     f: &mut impl FnMut(&[u8]) -> Result<(), E>,
     stats: &mut ReplayStats,
 ) -> Result<Option<(u64, Damage)>, ReplayError<E>> {
-    let file = File::open(path).map_err(WalError::io("open WAL file", path))?;
+    let file = File::open(path).map_err(|e| WalError::from(FsError::at("open WAL file", path)(e)))?;
     let mut reader = FrameReader::new(file, len);
     loop {
         let offset = reader.offset();
-        match reader.next_frame().map_err(WalError::io("read WAL file", path))? {
+        match reader
+            .next_frame()
+            .map_err(|e| WalError::from(FsError::at("read WAL file", path)(e)))?
+        {
             Frame::End => return Ok(None),
             Frame::Damaged(damage) => return Ok(Some((offset, damage))),
             Frame::Record(record) => {
@@ -156,5 +160,6 @@ fn truncate_file(path: &Path, len: u64) -> Result<(), WalError> {
         .write(true)
         .open(path)
         .and_then(|file| file.set_len(len).and_then(|()| file.sync_all()))
-        .map_err(WalError::io("truncate torn WAL segment", path))
+        .map_err(FsError::at("truncate torn WAL segment", path))?;
+    Ok(())
 }

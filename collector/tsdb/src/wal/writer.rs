@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::WalError;
 use super::dir::{self, Listing};
 use super::segment::{HEADER_LEN, frame_header};
+use crate::fs::FsError;
 
 /// Default segment size in bytes (128 MiB), as Prometheus `wlog.DefaultSegmentSize`.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 128 * 1024 * 1024;
@@ -46,7 +47,7 @@ impl Wal {
         if segment_size == 0 {
             return Err(WalError::InvalidSegmentSize);
         }
-        fs::create_dir_all(dir).map_err(WalError::io("create WAL directory", dir))?;
+        fs::create_dir_all(dir).map_err(FsError::at("create WAL directory", dir))?;
         let listing = dir::list(dir)?;
         for tmp in &listing.temporaries {
             dir::remove_path(tmp)?;
@@ -107,11 +108,7 @@ impl Wal {
                 if self.file.set_len(self.offset).is_err() {
                     self.poisoned = true;
                 }
-                Err(WalError::Io {
-                    op: "write segment",
-                    path: self.segment_path(self.current),
-                    source,
-                })
+                Err(FsError::at("write segment", &self.segment_path(self.current))(source).into())
             }
         }
     }
@@ -121,7 +118,7 @@ impl Wal {
         self.check_poisoned()?;
         self.file
             .sync_all()
-            .map_err(WalError::io("sync segment", self.segment_path(self.current)))
+            .map_err(|e| FsError::at("sync segment", &self.segment_path(self.current))(e).into())
     }
 
     /// Fsyncs and closes the current segment and starts the next one (also when the current one is
@@ -198,7 +195,7 @@ fn create_segment(dir: &Path, index: u32) -> Result<File, WalError> {
         .append(true)
         .create_new(true)
         .open(&path)
-        .map_err(WalError::io("create segment", &path))?;
+        .map_err(FsError::at("create segment", &path))?;
     dir::sync_dir(dir)?;
     Ok(file)
 }
