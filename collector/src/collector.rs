@@ -17,7 +17,7 @@ use trawl_tsdb::meta::ThanosMeta;
 
 use crate::external_labels::TENANT_LABEL;
 use crate::head::{Head, HeadError, HeadOptions};
-use crate::receive::{self, ReceiveConfig, Receiver, RequestLimits};
+use crate::receive::{self, ReceiveConfig, Receiver};
 use crate::shipper::{Shipper, ShipperError, ShipperMetrics, open_bucket};
 use crate::tenants::Tenants;
 use crate::web::{self, WebState};
@@ -39,13 +39,8 @@ pub struct CollectorOptions {
     pub objstore_config: Option<PathBuf>,
     /// `--label`: external labels of every block (with `tenant_id` added per tenant).
     pub external_labels: BTreeMap<String, String>,
-    /// `--receive.tenant-header`.
-    pub tenant_header: String,
-    /// `--receive.default-tenant-id`.
-    pub default_tenant: String,
-    /// `--receive.head-series-limit`, `--receive.request-series-limit`,
-    /// `--receive.request-samples-limit`.
-    pub limits: RequestLimits,
+    /// `--receive.*`: tenant header, default tenant and limits.
+    pub receive: ReceiveConfig,
 }
 
 /// Why a collector could not start or stop cleanly.
@@ -78,13 +73,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
-    let receive_config = ReceiveConfig {
-        tenant_header: opts.tenant_header.clone(),
-        default_tenant: opts.default_tenant.clone(),
-        limits: opts.limits,
-        ..ReceiveConfig::default()
-    };
-    receive_config.validate()?;
+    opts.receive.validate()?;
     let bucket = open_bucket(opts.objstore_config.as_deref(), &opts.tsdb_path.join("bucket"))?;
     let head_options = HeadOptions {
         block_duration_ms: opts.block_duration.as_millis() as i64,
@@ -107,7 +96,7 @@ pub async fn run(
         shipper_metrics: ShipperMetrics::new(&mut registry),
         external_labels: opts.external_labels,
     };
-    let receiver = Arc::new(Receiver::new(tenants, receive_config, &mut registry));
+    let receiver = Arc::new(Receiver::new(tenants, opts.receive, &mut registry));
     let state = WebState {
         registry: Arc::new(registry),
         receiver: receiver.clone(),

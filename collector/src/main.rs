@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use trawl_collector::collector::{self, CollectorOptions};
 use trawl_collector::external_labels::parse_label_flag;
-use trawl_collector::receive::RequestLimits;
+use trawl_collector::receive::{ReceiveConfig, RequestLimits};
 use trawl_model::duration::parse_duration;
 use trawl_process::ProcessFlags;
 
@@ -77,12 +77,15 @@ fn main() -> ExitCode {
             retention: cli.retention,
             objstore_config: cli.objstore_config,
             external_labels: cli.labels.into_iter().collect(),
-            tenant_header: cli.tenant_header,
-            default_tenant: cli.default_tenant,
-            limits: RequestLimits {
-                series_limit: cli.request_series_limit,
-                samples_limit: cli.request_samples_limit,
-                head_series_limit: cli.head_series_limit,
+            receive: ReceiveConfig {
+                tenant_header: cli.tenant_header,
+                default_tenant: cli.default_tenant,
+                limits: RequestLimits {
+                    series_limit: cli.request_series_limit,
+                    samples_limit: cli.request_samples_limit,
+                    head_series_limit: cli.head_series_limit,
+                },
+                ..ReceiveConfig::default()
             },
         };
         Ok(collector::run(opts, listener, shutdown).await?)
