@@ -18,9 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::plugin::{PluginError, PluginHost, PluginSet, PluginWatcher};
 use crate::remote_write::{RemoteWrite, RemoteWriteError, RemoteWriteFamilies};
 use crate::scrape::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
 use crate::web::{self, ReloadRequest, WebState};
+
+/// Directory under `--storage.path` holding compiled plugins.
+const PLUGIN_CACHE_DIR: &str = "plugins-cache";
 
 /// How long file events are gathered before the config file is looked at again.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
@@ -30,7 +34,8 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 pub struct AgentOptions {
     /// `--config.file`.
     pub config_file: PathBuf,
-    /// `--storage.path`: where the agent keeps state (the on-disk queue, in a later version).
+    /// `--storage.path`: where the agent keeps state: compiled plugins under `plugins-cache/`
+    /// (the on-disk queue, in a later version).
     pub storage_path: PathBuf,
 }
 
@@ -43,6 +48,9 @@ pub enum AgentError {
     /// A remote_write endpoint could not be set up.
     #[error(transparent)]
     RemoteWrite(#[from] RemoteWriteError),
+    /// A plugin could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// The storage directory or the HTTP server failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -85,8 +93,19 @@ impl ReloadMetrics {
 /// The running pieces that a reload replaces.
 struct Running {
     config: Config,
+    plugins: PluginSet,
+    /// Hot reload of the plugins' `.wasm` files; stops when dropped.
+    plugin_watcher: Option<PluginWatcher>,
     remote: RemoteWrite,
     manager: ScrapeManager,
+}
+
+/// What the agent keeps across reloads.
+struct Shared {
+    host: PluginHost,
+    scrape_families: ScrapeFamilies,
+    remote_families: RemoteWriteFamilies,
+    seed: u64,
 }
 
 /// Runs the agent until `shutdown` is cancelled, serving the web API on `listener`.
@@ -103,15 +122,35 @@ pub async fn run(opts: AgentOptions, listener: TcpListener, shutdown: Cancellati
     let scrape_families = ScrapeFamilies::register(&mut registry);
     let remote_families = RemoteWriteFamilies::register(&mut registry);
     let reload_metrics = ReloadMetrics::register(&mut registry);
+    let host = PluginHost::new(Some(opts.storage_path.join(PLUGIN_CACHE_DIR)), &mut registry)?;
     let targets = SharedTargets::default();
-    let seed = offset_seed(&config);
+    let shared = Shared {
+        host,
+        scrape_families,
+        remote_families,
+        seed: offset_seed(&config),
+    };
 
-    let remote = RemoteWrite::new(&config.remote_write, &config.global.external_labels, &remote_families)?;
-    let mut manager = ScrapeManager::new(remote.clone(), scrape_families.clone(), seed, targets.clone());
+    let plugins = load_plugins(&shared.host, &config, &PluginSet::default()).await?;
+    let remote = RemoteWrite::new(
+        &config.remote_write,
+        &config.global.external_labels,
+        &shared.remote_families,
+        &plugins,
+    )?;
+    let mut manager = ScrapeManager::new(
+        remote.clone(),
+        plugins.clone(),
+        shared.scrape_families.clone(),
+        shared.seed,
+        targets.clone(),
+    );
     manager.apply(&config.scrape_configs).await;
     reload_metrics.record(true);
     let mut running = Running {
+        plugin_watcher: watch_plugins(&shared.host, &plugins),
         config,
+        plugins,
         remote,
         manager,
     };
@@ -142,7 +181,7 @@ pub async fn run(opts: AgentOptions, listener: TcpListener, shutdown: Cancellati
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(request) = reload_rx.recv() => {
-                let result = reload(&opts.config_file, &mut running, &scrape_families, &remote_families, seed).await;
+                let result = reload(&opts.config_file, &mut running, &shared).await;
                 reload_metrics.record(result.is_ok());
                 let _ = request.send(result.map_err(|e| e.to_string()));
             }
@@ -161,15 +200,10 @@ pub async fn run(opts: AgentOptions, listener: TcpListener, shutdown: Cancellati
 }
 
 /// Applies a changed config file. Scrape pools of unchanged jobs keep running; a change of
-/// `remote_write` or the external labels restarts the queues (after flushing the old ones) and
-/// every pool, because each cached series is prepared for the endpoints.
-async fn reload(
-    path: &Path,
-    running: &mut Running,
-    scrape_families: &ScrapeFamilies,
-    remote_families: &RemoteWriteFamilies,
-    seed: u64,
-) -> Result<(), AgentError> {
+/// `remote_write`, the external labels or `plugins` restarts the queues (after flushing the old
+/// ones) and every pool, because each cached series is prepared for the endpoints and holds
+/// plugin outcomes. Plugins whose entry is unchanged keep their instance.
+async fn reload(path: &Path, running: &mut Running, shared: &Shared) -> Result<(), AgentError> {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(error) => {
@@ -181,11 +215,32 @@ async fn reload(
         return Ok(());
     }
     let remote_changed = config.remote_write != running.config.remote_write
-        || config.global.external_labels != running.config.global.external_labels;
+        || config.global.external_labels != running.config.global.external_labels
+        || config.plugins != running.config.plugins;
     if remote_changed {
-        let remote = RemoteWrite::new(&config.remote_write, &config.global.external_labels, remote_families)?;
+        let plugins = match load_plugins(&shared.host, &config, &running.plugins).await {
+            Ok(plugins) => plugins,
+            Err(error) => {
+                error!(message = "Reloading configuration failed; keeping the old one.", %error);
+                return Err(error);
+            }
+        };
+        let remote = RemoteWrite::new(
+            &config.remote_write,
+            &config.global.external_labels,
+            &shared.remote_families,
+            &plugins,
+        )?;
         let targets = running.manager.targets();
-        let manager = ScrapeManager::new(remote.clone(), scrape_families.clone(), seed, targets);
+        let manager = ScrapeManager::new(
+            remote.clone(),
+            plugins.clone(),
+            shared.scrape_families.clone(),
+            shared.seed,
+            targets,
+        );
+        running.plugin_watcher = watch_plugins(&shared.host, &plugins);
+        running.plugins = plugins;
         let old_manager = std::mem::replace(&mut running.manager, manager);
         old_manager.stop(Stop::Quiet).await;
         let old_remote = std::mem::replace(&mut running.remote, remote);
@@ -195,6 +250,35 @@ async fn reload(
     running.config = config;
     info!(message = "Configuration reloaded.", file = %path.display(), remote_write_restarted = remote_changed);
     Ok(())
+}
+
+/// Loads the config's plugins off the async workers (compiling takes a while), reusing the
+/// unchanged ones of `previous`.
+async fn load_plugins(host: &PluginHost, config: &Config, previous: &PluginSet) -> Result<PluginSet, AgentError> {
+    if config.plugins.is_empty() {
+        return Ok(PluginSet::default());
+    }
+    let (host, configs, previous) = (host.clone(), config.plugins.clone(), previous.clone());
+    let loaded = tokio::task::spawn_blocking(move || PluginSet::load(&host, &configs, &previous))
+        .await
+        .map_err(std::io::Error::other)??;
+    info!(message = "Plugins loaded.", plugins = config.plugins.len());
+    Ok(loaded)
+}
+
+/// Starts hot reload of the plugins' files; `None` (logged) when watching is impossible.
+fn watch_plugins(host: &PluginHost, plugins: &PluginSet) -> Option<PluginWatcher> {
+    let plugins = plugins.plugins();
+    if plugins.is_empty() {
+        return None;
+    }
+    match host.watch(&plugins) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            warn!(message = "Cannot watch plugin files; they are not hot-reloaded.", %error);
+            None
+        }
+    }
 }
 
 /// Sends a reload request on every SIGHUP of `hup` until shutdown.

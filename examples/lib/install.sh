@@ -32,3 +32,10 @@ install_pip() {
 ensure_rust() {
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust 1.95 with rustup" >&2; exit 1; }
 }
+
+# ensure_wasm_target — the target plugins are built for (`cargo build --target wasm32-wasip2`).
+ensure_wasm_target() {
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 && return 0
+  echo "==> rustup target add wasm32-wasip2"
+  rustup target add wasm32-wasip2
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod wasm;
+
 /// A free port on 127.0.0.1 (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -345,18 +347,20 @@ impl Collector {
 
     /// The sum of every sample of the collector's own metric `name` (any labels) on `/metrics`.
     pub async fn metric(&self, name: &str) -> Result<f64> {
-        let body = http_client()
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await?
-            .text()
-            .await?;
-        Ok(body
-            .lines()
-            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        metric_sum(&self.url, name, &[]).await
     }
+}
+
+/// The sum of the samples of metric `name` on `<base>/metrics` (a Trawl process) whose labels
+/// include every `(name, value)` of `labels`.
+pub async fn metric_sum(base: &str, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+    let body = http_client().get(format!("{base}/metrics")).send().await?.text().await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 /// Starts vmagent scraping as `scrape_config` (YAML) says and remote-writing to `url` with the

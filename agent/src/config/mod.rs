@@ -10,6 +10,7 @@
 
 mod check;
 mod env;
+mod plugins;
 mod raw;
 mod size;
 mod types;
@@ -23,8 +24,8 @@ use std::path::{Path, PathBuf};
 pub use check::{Summary, check_config};
 pub use size::{SizeError, parse_size};
 pub use types::{
-    Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HttpClientConfig, QueueConfig, RemoteWriteConfig,
-    Scheme, ScrapeConfig, StaticConfig, TlsConfig,
+    Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HttpClientConfig, OnError, PluginConfig, QueueConfig,
+    RemoteWriteConfig, Scheme, ScrapeConfig, ScrapePlugin, ScrapeStage, StaticConfig, TlsConfig,
 };
 
 /// Largest config file accepted, in bytes; bigger inputs are rejected before parsing.
@@ -88,8 +89,8 @@ fn at(origin: &str, line: Option<u64>) -> String {
 impl Config {
     /// Reads and validates the config file at `path`: size check, `${VAR}` expansion, parse,
     /// defaults, validation. Relative paths inside (file_sd `files`, `ca_file`, `cert_file`,
-    /// `key_file`, `password_file`, `credentials_file`, `bearer_token_file`) are resolved against
-    /// the directory of `path`, as Prometheus does.
+    /// `key_file`, `password_file`, `credentials_file`, `bearer_token_file`, plugin `path`) are
+    /// resolved against the directory of `path`, as Prometheus does.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let read_err = |source| ConfigError::Read {
             path: path.to_owned(),

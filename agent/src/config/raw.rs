@@ -14,7 +14,7 @@ use trawl_model::labels::{Labels, is_valid_label_name};
 use trawl_model::relabel::RelabelConfig;
 
 use super::ConfigError;
-use super::types::Scheme;
+use super::types::{OnError, Scheme, ScrapeStage};
 
 /// Alias replays allowed per document; bounds "billion laughs" inputs long before memory does.
 const MAX_REPLAYED_ALIAS_EVENTS: usize = 200_000;
@@ -209,6 +209,8 @@ pub(super) struct RawConfig {
     pub scrape_configs: Vec<Spanned<RawScrapeConfig>>,
     #[serde(default, deserialize_with = "nullable")]
     pub remote_write: Vec<Spanned<RawRemoteWrite>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub plugins: Vec<Spanned<RawPlugin>>,
 }
 
 /// `global:`.
@@ -268,6 +270,8 @@ with_http_client_keys! {
         pub target_limit: usize,
         #[serde(default = "yes")]
         pub enable_compression: bool,
+        #[serde(default, deserialize_with = "nullable")]
+        pub plugins: Vec<RawScrapePlugin>,
     }
 }
 
@@ -358,6 +362,8 @@ with_http_client_keys! {
         pub write_relabel_configs: Vec<RelabelConfig>,
         #[serde(default, deserialize_with = "nullable")]
         pub queue_config: RawQueueConfig,
+        #[serde(default, deserialize_with = "nullable")]
+        pub plugins: Vec<String>,
     }
 }
 
@@ -381,4 +387,34 @@ pub(super) struct RawQueueConfig {
     pub max_backoff: Option<Duration>,
     #[serde(default)]
     pub retry_on_http_429: Option<bool>,
+}
+
+/// One `plugins:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugin {
+    pub name: Spanned<String>,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub on_error: Option<OnError>,
+    #[serde(default, with = "serde_duration::option")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "optional_byte_size")]
+    pub memory_limit: Option<u64>,
+}
+
+/// An entry of a job's `plugins:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScrapePlugin {
+    pub name: String,
+    pub stage: ScrapeStage,
+}
+
+fn optional_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    byte_size(d).map(Some)
 }

@@ -719,3 +719,153 @@ fn check_config_summarises_and_checks_files() {
         "{e}"
     );
 }
+
+// === plugins (Trawl's addition) ===
+
+const PLUGINS: &str = "plugins:
+  - name: redact
+    path: plugins/redact.wasm
+    sha256: 9F2C000000000000000000000000000000000000000000000000000000000000
+    config: {labels: [email, user_id], salt: s, depth: 2}
+    on_error: fail_closed
+    timeout: 20ms
+    memory_limit: 16MiB
+  - name: keep
+    path: /abs/keep.wasm
+scrape_configs:
+  - job_name: app
+    static_configs: [{targets: ['a:1']}]
+    plugins: [{name: keep, stage: relabel}, {name: redact, stage: filter}]
+remote_write:
+  - url: http://c:19291/api/v1/receive
+    plugins: [redact]
+";
+
+#[test]
+fn plugins_parse_with_defaults_and_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.yml");
+    std::fs::write(&path, PLUGINS).unwrap();
+    let c = Config::load(&path).unwrap();
+    let redact = &c.plugins[0];
+    assert_eq!(redact.path, dir.path().join("plugins/redact.wasm"));
+    assert_eq!(redact.sha256.as_deref(), Some(&*format!("9f2c{}", "0".repeat(60))));
+    assert_eq!(
+        redact.config,
+        serde_json::json!({"labels": ["email", "user_id"], "salt": "s", "depth": 2})
+    );
+    assert_eq!(
+        (redact.on_error, redact.timeout, redact.memory_limit),
+        (OnError::FailClosed, Duration::from_millis(20), 16 << 20)
+    );
+    let keep = &c.plugins[1];
+    assert_eq!(
+        (
+            &keep.config,
+            keep.on_error,
+            keep.timeout,
+            keep.memory_limit,
+            &keep.sha256
+        ),
+        (
+            &serde_json::json!({}),
+            OnError::FailOpen,
+            Duration::from_millis(50),
+            64 << 20,
+            &None
+        )
+    );
+    assert_eq!(
+        c.scrape_configs[0].plugins,
+        [
+            ScrapePlugin {
+                name: "keep".into(),
+                stage: ScrapeStage::Relabel
+            },
+            ScrapePlugin {
+                name: "redact".into(),
+                stage: ScrapeStage::Filter
+            }
+        ]
+    );
+    assert_eq!(c.remote_write[0].plugins, ["redact"]);
+}
+
+#[test]
+fn broken_plugin_entries_are_errors() {
+    let entry = |extra: &str| format!("plugins:\n  - name: p\n    path: p.wasm\n{extra}");
+    assert_error(
+        &entry("    sha: x\n"),
+        "agent.yml:4: plugins[0].sha: ",
+        "unknown field `sha`",
+    );
+    assert_error(
+        &entry("    sha256: abc\n"),
+        "agent.yml:",
+        "plugins[0].sha256: \"abc\" is not a SHA-256",
+    );
+    assert_error(
+        &entry(&format!("    sha256: {}\n", "z".repeat(64))),
+        "agent.yml:",
+        "is not a SHA-256",
+    );
+    assert_error(
+        &entry("    timeout: 0s\n"),
+        "agent.yml:",
+        "plugins[0].timeout: timeout 0s must be greater than 0",
+    );
+    assert_error(&entry("    timeout: 1m\n"), "agent.yml:", "at most 10s");
+    assert_error(
+        &entry("    memory_limit: 64KiB\n"),
+        "agent.yml:",
+        "plugins[0].memory_limit",
+    );
+    assert_error(
+        &entry("    memory_limit: 8GiB\n"),
+        "agent.yml:",
+        "between 1MiB and 4GiB",
+    );
+    assert_error(
+        &entry("    memory_limit: lots\n"),
+        "agent.yml:",
+        "plugins[0].memory_limit",
+    );
+    assert_error(&entry("    on_error: ignore\n"), "agent.yml:", "plugins[0].on_error");
+    assert_error("plugins:\n  - path: p.wasm\n", "agent.yml:", "missing field `name`");
+    assert_error("plugins:\n  - name: p\n", "agent.yml:", "missing field `path`");
+    assert_error(
+        "plugins:\n  - name: ''\n    path: p.wasm\n",
+        "agent.yml:2: plugins[0].name",
+        "empty",
+    );
+    assert_error(
+        "plugins:\n  - {name: p, path: a.wasm}\n  - {name: p, path: b.wasm}\n",
+        "agent.yml:3: plugins[1].name",
+        "multiple plugins with name \"p\" (first at plugins[0])",
+    );
+}
+
+#[test]
+fn plugin_references_must_resolve_and_stages_fit() {
+    let job = |plugins: &str| {
+        format!("plugins: [{{name: p, path: p.wasm}}]\nscrape_configs:\n  - job_name: j\n    plugins: {plugins}\n")
+    };
+    assert!(parse(&job("[{name: p, stage: filter}]")).is_ok());
+    assert_error(
+        &job("[{name: q, stage: filter}]"),
+        "agent.yml: scrape_configs[0].plugins[0].name",
+        "no plugin named \"q\"",
+    );
+    assert_error(
+        &job("[{name: p, stage: write}]"),
+        "agent.yml:",
+        "unknown variant `write`",
+    );
+    assert_error(&job("[{name: p}]"), "agent.yml:", "missing field `stage`");
+    assert_error(&job("[p]"), "agent.yml:", "scrape_configs[0].plugins[0]");
+    assert_error(
+        "remote_write:\n  - url: http://c/w\n    plugins: [nope]\n",
+        "agent.yml: remote_write[0].plugins[0]",
+        "no plugin named \"nope\"",
+    );
+}

@@ -19,6 +19,9 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// `remote_write:`, one per endpoint, `name`s unique.
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// `plugins:` (Trawl's addition): Wasm plugins, loaded once, referenced by name from jobs and
+    /// endpoints; `name`s unique, every reference resolves.
+    pub plugins: Vec<PluginConfig>,
 }
 
 /// The `global:` section, as Prometheus `GlobalConfig`.
@@ -105,6 +108,8 @@ pub struct ScrapeConfig {
     pub enable_compression: bool,
     /// HTTP client settings (auth, TLS, redirects), from keys inlined in the job.
     pub http: HttpClientConfig,
+    /// Plugins run on this job's series, in order (Trawl's addition).
+    pub plugins: Vec<ScrapePlugin>,
 }
 
 /// A `static_configs:` entry: fixed targets sharing labels.
@@ -210,6 +215,9 @@ pub struct RemoteWriteConfig {
     pub queue_config: QueueConfig,
     /// HTTP client settings (auth, TLS, redirects), from keys inlined in the endpoint.
     pub http: HttpClientConfig,
+    /// Names of the plugins run on each new series of this endpoint after
+    /// `write_relabel_configs`, in order (the `write` stage; Trawl's addition).
+    pub plugins: Vec<String>,
 }
 
 /// `queue_config:`; defaults are current Prometheus `config.DefaultQueueConfig` (v2.43 on and 3.x;
@@ -248,4 +256,55 @@ impl Default for QueueConfig {
             retry_on_http_429: false,
         }
     }
+}
+
+/// One `plugins:` entry (Trawl's addition): a Wasm component and how to run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    /// Unique name that jobs and remote_write endpoints reference.
+    pub name: String,
+    /// The `.wasm` component; relative paths are resolved against the config file's directory.
+    pub path: PathBuf,
+    /// Expected SHA-256 of the file as 64 lowercase hex digits; loading refuses a mismatch.
+    pub sha256: Option<String>,
+    /// The plugin's own settings, handed to its `init` as JSON; `{}` when absent.
+    pub config: serde_json::Value,
+    /// What a failed call does to its batch; default `fail_open`.
+    pub on_error: OnError,
+    /// Longest a call may run; default 50ms.
+    pub timeout: Duration,
+    /// Most linear memory one instance may use, in bytes; default 64 MiB.
+    pub memory_limit: u64,
+}
+
+/// `on_error:` of a plugin: what happens to a batch when its call fails (trap, timeout, memory
+/// limit, invalid outcome, open circuit breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Keep the batch as if the plugin had kept everything (default: lose no data).
+    #[default]
+    FailOpen,
+    /// Drop the batch (for plugins that must never let data through unprocessed, e.g. redaction).
+    FailClosed,
+}
+
+/// An entry of a job's `plugins:` list: `{name: redact, stage: filter}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapePlugin {
+    /// Name of a `plugins:` entry.
+    pub name: String,
+    /// Where in the scrape the plugin runs.
+    pub stage: ScrapeStage,
+}
+
+/// The stages of a scrape a plugin can run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScrapeStage {
+    /// Once per series new to the target's series cache, after `metric_relabel_configs`; the
+    /// outcome is cached with the series.
+    Relabel,
+    /// Once per scrape, on every series with its value.
+    Filter,
 }

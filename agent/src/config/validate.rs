@@ -14,7 +14,7 @@ use super::ConfigError;
 use super::raw::{RawConfig, RawFileSdConfig, RawGlobal, RawHttp, RawQueueConfig, RawRemoteWrite, RawScrapeConfig};
 use super::types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HttpClientConfig, QueueConfig, RemoteWriteConfig,
-    ScrapeConfig, StaticConfig, TlsConfig,
+    ScrapeConfig, ScrapePlugin, StaticConfig, TlsConfig,
 };
 
 const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
@@ -44,7 +44,7 @@ const RESERVED_HEADERS: [&str; 16] = [
 ];
 
 /// Error context: the file name for messages and the directory relative paths resolve against.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     origin: &'a str,
     base: &'a Path,
 }
@@ -53,7 +53,7 @@ fn line_of(location: &Location) -> Option<u64> {
     Some(location.line()).filter(|l| *l > 0)
 }
 
-fn line<T>(spanned: &Spanned<T>) -> Option<u64> {
+pub(super) fn line<T>(spanned: &Spanned<T>) -> Option<u64> {
     line_of(&spanned.referenced)
 }
 
@@ -111,16 +111,20 @@ impl RawConfig {
             remote_write.push(rw);
         }
 
-        Ok(Config {
+        let plugins = cx.plugins(self.plugins)?;
+        let config = Config {
             global,
             scrape_configs,
             remote_write,
-        })
+            plugins,
+        };
+        cx.plugin_references(&config)?;
+        Ok(config)
     }
 }
 
 impl Ctx<'_> {
-    fn err(&self, line: Option<u64>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, line: Option<u64>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.to_owned(),
             line,
@@ -130,7 +134,7 @@ impl Ctx<'_> {
     }
 
     /// Joins a relative path onto the config directory; empty paths mean "not set".
-    fn path(&self, p: Option<PathBuf>) -> Option<PathBuf> {
+    pub(super) fn path(&self, p: Option<PathBuf>) -> Option<PathBuf> {
         let p = p.filter(|p| !p.as_os_str().is_empty())?;
         Some(if p.is_absolute() { p } else { self.base.join(p) })
     }
@@ -241,6 +245,14 @@ impl Ctx<'_> {
             target_limit: raw.target_limit,
             enable_compression: raw.enable_compression,
             http,
+            plugins: raw
+                .plugins
+                .into_iter()
+                .map(|p| ScrapePlugin {
+                    name: p.name,
+                    stage: p.stage,
+                })
+                .collect(),
         })
     }
 
@@ -481,6 +493,7 @@ impl Ctx<'_> {
             write_relabel_configs: raw.write_relabel_configs,
             queue_config,
             http,
+            plugins: raw.plugins,
         })
     }
 

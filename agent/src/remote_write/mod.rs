@@ -35,6 +35,7 @@ pub use prepared::PreparedSeries;
 
 use crate::config::RemoteWriteConfig;
 use crate::http_client::HttpClientError;
+use crate::plugin::{PluginSet, Stage};
 use queue_manager::QueueManager;
 
 /// Why remote write could not start.
@@ -83,7 +84,8 @@ impl std::fmt::Debug for RemoteWrite {
 impl RemoteWrite {
     /// Starts one queue per endpoint in `configs` (in order: the index into
     /// [`PreparedSeries::endpoints`]) with `max(min_shards, 1)` shard tasks each, reporting into
-    /// `families`. Call inside a tokio runtime.
+    /// `families`; each endpoint runs the write-stage plugins it names from `plugins`. Call
+    /// inside a tokio runtime.
     ///
     /// # Errors
     /// [`RemoteWriteError`] when an endpoint's HTTP client or headers are invalid; nothing is
@@ -92,11 +94,15 @@ impl RemoteWrite {
         configs: &[RemoteWriteConfig],
         external_labels: &Labels,
         families: &RemoteWriteFamilies,
+        plugins: &PluginSet,
     ) -> Result<RemoteWrite, RemoteWriteError> {
         // An error drops the endpoints started so far, which closes their shards.
         let endpoints = configs
             .iter()
-            .map(|cfg| QueueManager::start(cfg, families))
+            .map(|cfg| {
+                let stage = plugins.stage(Stage::Write, cfg.plugins.iter().map(String::as_str));
+                QueueManager::start(cfg, families, stage)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RemoteWrite {
             inner: Arc::new(Inner {
@@ -107,26 +113,50 @@ impl RemoteWrite {
         })
     }
 
-    /// Prepares a series (its final labels after scrape relabeling and plugins) for every
-    /// endpoint; see [`PreparedSeries`]. Call once per series and cache the result.
-    pub fn prepare_series(&self, labels: &Labels) -> PreparedSeries {
+    /// Prepares new series of one target (their final labels after scrape relabeling and
+    /// plugins) for every endpoint: external labels, then each endpoint's write relabeling and
+    /// write-stage plugins (one call per plugin for the whole slice); see [`PreparedSeries`].
+    /// `target` is the target's labels, for plugins that ask for them. Call once per series and
+    /// cache the result.
+    pub fn prepare_series(&self, series: &[Labels], target: &Labels) -> Vec<PreparedSeries> {
+        let merged: Vec<Labels> = series.iter().map(|l| self.with_external_labels(l)).collect();
+        let encoded: Vec<Vec<u8>> = merged.iter().map(encode_labels).collect();
+        let per_endpoint: Vec<_> = self
+            .inner
+            .endpoints
+            .iter()
+            .map(|e| e.prepare(&merged, &encoded, target))
+            .collect();
+        encoded
+            .iter()
+            .enumerate()
+            .map(|(i, encoded)| {
+                PreparedSeries::new(
+                    xxhash_rust::xxh3::xxh3_64(encoded),
+                    per_endpoint.iter().map(|e| e[i].as_deref()),
+                )
+            })
+            .collect()
+    }
+
+    /// Changes whenever a write-stage plugin of any endpoint is hot-reloaded, so series prepared
+    /// before are outdated; see [`crate::plugin::StagePlugins::version`].
+    pub fn plugins_version(&self) -> u64 {
+        self.inner
+            .endpoints
+            .iter()
+            .fold(0, |acc, e| acc.wrapping_mul(31).wrapping_add(e.plugins_version()))
+    }
+
+    /// `labels` with the external labels it lacks.
+    fn with_external_labels(&self, labels: &Labels) -> Labels {
         let mut merged = labels.clone();
         for external in &self.inner.external_labels {
             if !merged.contains(&external.name) {
                 merged.set(external.name.clone(), external.value.clone());
             }
         }
-        let encoded = encode_labels(&merged);
-        let per_endpoint: Vec<_> = self
-            .inner
-            .endpoints
-            .iter()
-            .map(|e| e.prepare(&merged, &encoded))
-            .collect();
-        PreparedSeries::new(
-            xxhash_rust::xxh3::xxh3_64(&encoded),
-            per_endpoint.iter().map(|e| e.as_deref()),
-        )
+        merged
     }
 
     /// An empty batch to encode one scrape's samples into (see [`WriteBatch::push`]), with room

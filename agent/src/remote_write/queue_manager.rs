@@ -23,6 +23,7 @@ use super::client::Client;
 use super::metrics::{EndpointMetrics, RemoteWriteFamilies};
 use super::shards::Shards;
 use crate::config::RemoteWriteConfig;
+use crate::plugin::StagePlugins;
 
 /// Smallest retry delay, so a zero `min_backoff` cannot turn retries into a busy loop.
 const MIN_BACKOFF_FLOOR: Duration = Duration::from_millis(1);
@@ -32,18 +33,22 @@ pub(super) struct QueueManager {
     /// Name, metrics and batch size of the endpoint, shared with its shards.
     sender: Arc<Sender>,
     write_relabel_configs: Vec<RelabelConfig>,
+    /// Write-stage plugins, run after `write_relabel_configs`.
+    plugins: StagePlugins,
     flush_timeout: Duration,
     shards: Shards,
 }
 
 impl QueueManager {
-    /// Builds the client for `cfg` and starts its shard tasks (inside a tokio runtime).
+    /// Builds the client for `cfg` and starts its shard tasks (inside a tokio runtime);
+    /// `plugins` are the endpoint's write-stage plugins.
     ///
     /// # Errors
     /// As [`Client::new`].
     pub(super) fn start(
         cfg: &RemoteWriteConfig,
         families: &RemoteWriteFamilies,
+        plugins: StagePlugins,
     ) -> Result<QueueManager, RemoteWriteError> {
         let client = Client::new(cfg)?;
         let metrics = families.endpoint(&cfg.name, &redacted(&cfg.url));
@@ -68,27 +73,49 @@ impl QueueManager {
         Ok(QueueManager {
             sender,
             write_relabel_configs: cfg.write_relabel_configs.clone(),
+            plugins,
             flush_timeout: cfg.remote_timeout,
             shards,
         })
     }
 
-    /// The encoded labels this endpoint sends for a series: `labels` (external labels already
-    /// merged) after `write_relabel_configs`, or `None` when relabeling drops the series or
-    /// leaves it without labels. `encoded` is `encode_labels(labels)`, reused when there is no
-    /// relabeling.
-    pub(super) fn prepare<'a>(&self, labels: &Labels, encoded: &'a [u8]) -> Option<Cow<'a, [u8]>> {
-        if labels.is_empty() {
-            return None;
+    /// The encoded labels this endpoint sends for each series of one target: `merged[i]`
+    /// (external labels already merged) after `write_relabel_configs` and the write-stage
+    /// plugins, or `None` when they drop it or leave it without labels. `encoded[i]` is
+    /// `encode_labels(&merged[i])`, reused when nothing can change the labels; `target` is the
+    /// target's labels, for plugins that ask for them.
+    pub(super) fn prepare<'a>(
+        &self,
+        merged: &[Labels],
+        encoded: &'a [Vec<u8>],
+        target: &Labels,
+    ) -> Vec<Option<Cow<'a, [u8]>>> {
+        if self.write_relabel_configs.is_empty() && self.plugins.is_empty() {
+            return merged
+                .iter()
+                .zip(encoded)
+                .map(|(labels, encoded)| (!labels.is_empty()).then_some(Cow::Borrowed(&encoded[..])))
+                .collect();
         }
-        if self.write_relabel_configs.is_empty() {
-            return Some(Cow::Borrowed(encoded));
-        }
-        let mut relabeled = labels.clone();
-        if !relabel::process(&self.write_relabel_configs, &mut relabeled) || relabeled.is_empty() {
-            return None;
-        }
-        Some(Cow::Owned(encode_labels(&relabeled)))
+        let mut relabeled: Vec<Option<Labels>> = merged
+            .iter()
+            .map(|labels| {
+                let mut labels = labels.clone();
+                let kept = relabel::process(&self.write_relabel_configs, &mut labels) && !labels.is_empty();
+                kept.then_some(labels)
+            })
+            .collect();
+        // Plugins see the series as this endpoint would send them.
+        self.plugins.apply(&mut relabeled, target);
+        relabeled
+            .into_iter()
+            .map(|labels| labels.filter(|l| !l.is_empty()).map(|l| Cow::Owned(encode_labels(&l))))
+            .collect()
+    }
+
+    /// See [`StagePlugins::version`].
+    pub(super) fn plugins_version(&self) -> u64 {
+        self.plugins.version()
     }
 
     /// Queues one scrape's chunks for this endpoint, waiting while a shard is full.

@@ -21,7 +21,14 @@ use super::*;
 use crate::config::{HttpClientConfig, QueueConfig, RemoteWriteConfig};
 use crate::test_support::{Receiver, Reply, reply};
 
+use crate::plugin::PluginSet;
 use crate::test_support::WAIT;
+
+/// Prepares one series of a target without labels.
+fn prepare(rw: &RemoteWrite, labels: &Labels) -> PreparedSeries {
+    rw.prepare_series(std::slice::from_ref(labels), &Labels::new())
+        .remove(0)
+}
 
 // === Helpers ===
 
@@ -43,6 +50,7 @@ fn config(url: &url::Url) -> RemoteWriteConfig {
             retry_on_http_429: false,
         },
         http: HttpClientConfig::default(),
+        plugins: Vec::new(),
     }
 }
 
@@ -50,7 +58,7 @@ fn config(url: &url::Url) -> RemoteWriteConfig {
 fn start(configs: &[RemoteWriteConfig], external_labels: &Labels) -> (RemoteWrite, Registry) {
     let mut registry = Registry::default();
     let families = RemoteWriteFamilies::register(&mut registry);
-    let rw = RemoteWrite::new(configs, external_labels, &families).expect("remote write starts");
+    let rw = RemoteWrite::new(configs, external_labels, &families, &PluginSet::default()).expect("remote write starts");
     (rw, registry)
 }
 
@@ -59,7 +67,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 fn series(rw: &RemoteWrite, name: &str) -> Arc<PreparedSeries> {
-    Arc::new(rw.prepare_series(&labels(&[("__name__", name), ("job", "node")])))
+    Arc::new(prepare(&rw, &labels(&[("__name__", name), ("job", "node")])))
 }
 
 /// A sample as the tests write them; [`append`] encodes them into a [`super::WriteBatch`].
@@ -231,7 +239,7 @@ async fn invalid_configured_headers_are_rejected_at_start() {
         let mut cfg = config(&url);
         cfg.headers.insert(name.to_owned(), value.to_owned());
         let families = RemoteWriteFamilies::register(&mut Registry::default());
-        let result = RemoteWrite::new(&[cfg], &Labels::new(), &families);
+        let result = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default());
         assert!(
             matches!(result, Err(RemoteWriteError::Header { ref header, .. }) if header == name),
             "{name}"
@@ -244,7 +252,10 @@ async fn labels_are_sorted_and_external_labels_do_not_override() {
     let receiver = Receiver::start(Vec::new()).await;
     let external = labels(&[("job", "external"), ("cluster", "c1"), ("zone", "z9")]);
     let (rw, _registry) = start(&[config(&receiver.url)], &external);
-    let s = Arc::new(rw.prepare_series(&labels(&[("zz", "1"), ("job", "node"), ("__name__", "up"), ("a", "2")])));
+    let s = Arc::new(prepare(
+        &rw,
+        &labels(&[("zz", "1"), ("job", "node"), ("__name__", "up"), ("a", "2")]),
+    ));
     append(&rw, samples(&s, 7..8)).await;
     receiver.wait_for_samples(1).await;
 
@@ -307,10 +318,7 @@ async fn write_relabel_configs_rewrite_and_drop_per_endpoint() {
 async fn series_without_labels_are_dropped() {
     let url: url::Url = "http://127.0.0.1:1/api/v1/write".parse().unwrap();
     let (rw, _registry) = start(&[config(&url)], &Labels::new());
-    assert_eq!(
-        rw.prepare_series(&Labels::new()).endpoints().collect::<Vec<_>>(),
-        [None]
-    );
+    assert_eq!(prepare(&rw, &Labels::new()).endpoints().collect::<Vec<_>>(), [None]);
 }
 
 // === Batching ===
@@ -672,11 +680,17 @@ async fn a_restarted_endpoint_continues_its_series_in_the_same_families() {
     let mut registry = Registry::default();
     let families = RemoteWriteFamilies::register(&mut registry);
     let cfg = config(&receiver.url);
-    let before = RemoteWrite::new(std::slice::from_ref(&cfg), &Labels::new(), &families).unwrap();
+    let before = RemoteWrite::new(
+        std::slice::from_ref(&cfg),
+        &Labels::new(),
+        &families,
+        &PluginSet::default(),
+    )
+    .unwrap();
     append(&before, samples(&series(&before, "up"), 0..10)).await;
     before.shutdown().await;
     // A reload builds a new RemoteWrite over the same families.
-    let after = RemoteWrite::new(&[cfg], &Labels::new(), &families).unwrap();
+    let after = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default()).unwrap();
     append(&after, samples(&series(&after, "up"), 10..15)).await;
     after.shutdown().await;
     assert_eq!(receiver.accepted_samples(), 15);

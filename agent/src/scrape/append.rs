@@ -8,7 +8,9 @@ use trawl_model::labels::{self, Labels};
 use trawl_model::relabel::{self, RelabelConfig};
 
 use super::cache::{Lookup, SeriesCache};
-use crate::config::ScrapeConfig;
+use super::filter;
+use crate::config::{ScrapeConfig, ScrapeStage};
+use crate::plugin::{PluginSet, Stage, StagePlugins};
 use crate::remote_write::{PreparedSeries, RemoteWrite, WriteBatch};
 
 /// Prefix given to an exposed label that clashes with a target label (`honor_labels: false`).
@@ -53,12 +55,15 @@ pub enum AppendError {
         /// The configured limit, in bytes.
         limit: usize,
     },
-    /// Metric relabeling removed `__name__`.
+    /// Metric relabeling or a plugin removed `__name__`.
     #[error("__name__ label is missing after metric relabeling")]
     NameLabelMissing,
+    /// The plugin symbol table kept starting new generations during the scrape.
+    #[error("plugin symbol table was reset during every pass of the scrape")]
+    PluginSymbols,
 }
 
-/// The per-job settings [`append`] needs, taken once from the [`ScrapeConfig`].
+/// The per-job settings [`Appender::append`] needs, taken once from the [`ScrapeConfig`].
 #[derive(Debug, Clone)]
 pub struct AppendOptions {
     /// Keep the exposed labels on conflict instead of renaming them `exported_*`.
@@ -75,10 +80,19 @@ pub struct AppendOptions {
     pub label_name_length_limit: usize,
     /// Max bytes of a label value; 0 = none.
     pub label_value_length_limit: usize,
+    /// Plugins run on new series after `metric_relabel_configs`.
+    pub relabel_plugins: StagePlugins,
+    /// Plugins run on every scrape's samples.
+    pub filter_plugins: StagePlugins,
 }
 
-impl From<&ScrapeConfig> for AppendOptions {
-    fn from(cfg: &ScrapeConfig) -> Self {
+impl AppendOptions {
+    /// The settings of job `cfg`, its plugins taken from `plugins`.
+    pub fn new(cfg: &ScrapeConfig, plugins: &PluginSet) -> Self {
+        let stage = |want: ScrapeStage, stage: Stage| {
+            let names = cfg.plugins.iter().filter(|p| p.stage == want).map(|p| p.name.as_str());
+            plugins.stage(stage, names)
+        };
         AppendOptions {
             honor_labels: cfg.honor_labels,
             honor_timestamps: cfg.honor_timestamps,
@@ -87,6 +101,8 @@ impl From<&ScrapeConfig> for AppendOptions {
             label_limit: cfg.label_limit,
             label_name_length_limit: cfg.label_name_length_limit,
             label_value_length_limit: cfg.label_value_length_limit,
+            relabel_plugins: stage(ScrapeStage::Relabel, Stage::Relabel),
+            filter_plugins: stage(ScrapeStage::Filter, Stage::Filter),
         }
     }
 }
@@ -96,7 +112,7 @@ impl From<&ScrapeConfig> for AppendOptions {
 pub struct AppendCounts {
     /// Samples in the body (`scrape_samples_scraped`).
     pub scraped: usize,
-    /// Samples left after metric relabeling (`scrape_samples_post_metric_relabeling`).
+    /// Samples left after metric relabeling and plugins (`scrape_samples_post_metric_relabeling`).
     pub post_relabel: usize,
     /// Series not in the cache before this scrape (`scrape_series_added`).
     pub series_added: usize,
@@ -115,6 +131,30 @@ pub struct Appender {
     pub remote: RemoteWrite,
 }
 
+/// A sample whose queueing waits for its series' preparation or for the filter plugins.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deferred {
+    /// Position of the series in the cache.
+    pub position: usize,
+    /// Timestamp in ms since the epoch.
+    pub timestamp_ms: i64,
+    /// The value, possibly replaced by a filter plugin.
+    pub value: f64,
+    /// What filter plugins decided.
+    pub fate: Fate,
+}
+
+/// What the filter plugins made of a deferred sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Queued with its cached series.
+    Cached,
+    /// Dropped.
+    Dropped,
+    /// Queued with the series at this index of the scrape's relabeled series.
+    Relabeled(usize),
+}
+
 impl Appender {
     /// Parses `body` and encodes the samples to queue into `batch`, timestamped `timestamp_ms`
     /// (ms since the epoch) unless the exposition carries its own and `honor_timestamps` is set.
@@ -129,58 +169,230 @@ impl Appender {
         batch: &mut WriteBatch,
         counts: &mut AppendCounts,
     ) -> Result<(), AppendError> {
-        let opts = &self.opts;
-        let mut over_limit = false;
-        for entry in Parser::new(body, format) {
-            let Entry::Sample(sample) = entry? else { continue };
-            counts.scraped += 1;
-            let explicit = opts.honor_timestamps && sample.timestamp_ms.is_some();
-            let series = match cache.lookup(sample.series) {
-                Lookup::Duplicate => {
-                    counts.duplicates += 1;
-                    continue;
-                }
-                Lookup::Hit(entry) => {
-                    entry.set_explicit_timestamp(explicit);
-                    entry.series.as_ref()
-                }
-                Lookup::Miss(key) => {
-                    let series = self.prepare(sample.series, format)?;
-                    counts.series_added += usize::from(series.is_some());
-                    cache.insert(key, series, explicit)
-                }
-            };
-            let Some(series) = series else { continue };
-            counts.post_relabel += 1;
-            if opts.sample_limit > 0 && counts.post_relabel > opts.sample_limit {
-                // Keep counting, as Prometheus does, so the report shows the real size.
-                over_limit = true;
-                continue;
+        // Outcomes cached under other plugin versions (or symbol ids of an older generation)
+        // are outdated: start from an empty cache. A generation that ends during the scrape
+        // makes the filter stage ask for one more pass.
+        for _ in 0..MAX_PASSES {
+            let (version, generation) = self.plugin_version();
+            cache.sync_version(version);
+            *counts = AppendCounts::default();
+            match self.append_pass(body, format, timestamp_ms, generation, cache, batch, counts) {
+                Err(Pass::Stale) => cache.sync_version(version.wrapping_add(1)),
+                Err(Pass::Failed(error)) => return Err(error),
+                Ok(()) => return Ok(()),
             }
-            let timestamp_ms = match sample.timestamp_ms {
-                Some(ts) if explicit => ts,
-                _ => timestamp_ms,
-            };
-            batch.push(series, timestamp_ms, sample.value);
         }
-        if over_limit {
-            return Err(AppendError::SampleLimit(opts.sample_limit));
+        Err(AppendError::PluginSymbols)
+    }
+
+    /// A value that changes when any plugin whose outcome the cache holds is hot-reloaded, and
+    /// with filter plugins, the symbol generation the cached ids belong to.
+    fn plugin_version(&self) -> (u64, u32) {
+        let opts = &self.opts;
+        let generation = match opts.filter_plugins.host() {
+            Some(host) => host.symbols().lock().generation(),
+            None => 0,
+        };
+        let version = [
+            opts.relabel_plugins.version(),
+            opts.filter_plugins.version(),
+            self.remote.plugins_version(),
+            u64::from(generation),
+        ]
+        .iter()
+        .fold(0u64, |acc, v| acc.wrapping_mul(1_000_003).wrapping_add(*v));
+        (version, generation)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_pass(
+        &self,
+        body: &[u8],
+        format: Format,
+        timestamp_ms: i64,
+        generation: u32,
+        cache: &mut SeriesCache,
+        batch: &mut WriteBatch,
+        counts: &mut AppendCounts,
+    ) -> Result<(), Pass> {
+        let opts = &self.opts;
+        let filtering = !opts.filter_plugins.is_empty();
+        let first_new = cache.len();
+        let mut pending: Vec<(usize, Labels)> = Vec::new();
+        let mut deferred: Vec<Deferred> = Vec::new();
+        let mut queue = Queue::new(opts.sample_limit);
+        let parsed = (|| {
+            for entry in Parser::new(body, format) {
+                let Entry::Sample(sample) = entry? else { continue };
+                counts.scraped += 1;
+                let explicit = opts.honor_timestamps && sample.timestamp_ms.is_some();
+                let timestamp_ms = match sample.timestamp_ms {
+                    Some(ts) if explicit => ts,
+                    _ => timestamp_ms,
+                };
+                let position = match cache.lookup(sample.series) {
+                    Lookup::Duplicate => {
+                        counts.duplicates += 1;
+                        continue;
+                    }
+                    Lookup::Hit(position) => {
+                        cache.entry_mut(position).set_explicit_timestamp(explicit);
+                        position
+                    }
+                    Lookup::Miss(key) => {
+                        let lset = self.relabel(sample.series, format)?;
+                        let position = cache.insert(key, None, explicit);
+                        let Some(lset) = lset else { continue };
+                        pending.push((position, lset));
+                        deferred.push(Deferred::new(position, timestamp_ms, sample.value));
+                        continue;
+                    }
+                };
+                if filtering {
+                    deferred.push(Deferred::new(position, timestamp_ms, sample.value));
+                } else if let Some(series) = &cache.entry(position).series {
+                    queue.push(batch, series, timestamp_ms, sample.value);
+                }
+            }
+            // New series: relabel plugins, limits, remote-write preparation, in one batch.
+            self.prepare(pending, filtering, cache, counts)
+        })();
+        if let Err(error) = parsed {
+            // Series inserted but never prepared must not stay cached as dropped.
+            cache.truncate(first_new);
+            return Err(Pass::Failed(error));
+        }
+
+        // Filter plugins see every sample of the scrape, then the survivors are queued.
+        let relabeled = if filtering {
+            filter::run(
+                &opts.filter_plugins,
+                generation,
+                &mut deferred,
+                cache,
+                &self.target_labels,
+            )?
+        } else {
+            Vec::new()
+        };
+        let relabeled = self.remote.prepare_series(&relabeled, &self.target_labels);
+        for d in &deferred {
+            let series = match d.fate {
+                Fate::Cached => cache.entry(d.position).series.as_ref(),
+                Fate::Dropped => None,
+                Fate::Relabeled(i) => relabeled.get(i),
+            };
+            if let Some(series) = series {
+                queue.push(batch, series, d.timestamp_ms, d.value);
+            }
+        }
+        counts.post_relabel = queue.pushed;
+        if queue.over_limit() {
+            return Err(Pass::Failed(AppendError::SampleLimit(opts.sample_limit)));
         }
         Ok(())
     }
 
-    /// Builds a new series' final labels and prepares it for remote write; `None` = dropped.
-    fn prepare(&self, series: &[u8], format: Format) -> Result<Option<PreparedSeries>, AppendError> {
+    /// A new series' labels after target labels and `metric_relabel_configs`; `None` = dropped.
+    fn relabel(&self, series: &[u8], format: Format) -> Result<Option<Labels>, AppendError> {
         let exposed = exposition::parse_series(series, format)?;
         let mut lset = merge_target_labels(exposed, &self.target_labels, self.opts.honor_labels);
-        if !relabel::process(&self.opts.metric_relabel_configs, &mut lset) || lset.is_empty() {
-            return Ok(None);
+        let kept = relabel::process(&self.opts.metric_relabel_configs, &mut lset) && !lset.is_empty();
+        Ok(kept.then_some(lset))
+    }
+
+    /// Prepares the scrape's new series (cache positions with their labels after metric
+    /// relabeling): relabel-stage plugins, the checks Prometheus makes after relabeling,
+    /// remote-write preparation, and symbol ids for filter plugins.
+    fn prepare(
+        &self,
+        pending: Vec<(usize, Labels)>,
+        filtering: bool,
+        cache: &mut SeriesCache,
+        counts: &mut AppendCounts,
+    ) -> Result<(), AppendError> {
+        if pending.is_empty() {
+            return Ok(());
         }
-        if !lset.contains(labels::METRIC_NAME) {
-            return Err(AppendError::NameLabelMissing);
+        let (positions, mut sets): (Vec<usize>, Vec<Option<Labels>>) =
+            pending.into_iter().map(|(p, l)| (p, Some(l))).unzip();
+        // Relabel plugins see the series after metric_relabel_configs, as a user's own rules.
+        self.opts.relabel_plugins.apply(&mut sets, &self.target_labels);
+        for lset in sets.iter().flatten() {
+            if !lset.contains(labels::METRIC_NAME) {
+                return Err(AppendError::NameLabelMissing);
+            }
+            check_label_limits(lset, &self.opts)?;
         }
-        check_label_limits(&lset, &self.opts)?;
-        Ok(Some(self.remote.prepare_series(&lset)))
+        let kept: Vec<Labels> = sets.iter().flatten().cloned().collect();
+        counts.series_added += kept.len();
+        let symbols = match self.opts.filter_plugins.host() {
+            Some(host) if filtering => filter::intern(host, &kept),
+            _ => Vec::new(),
+        };
+        let mut symbols = symbols.into_iter();
+        let mut prepared = self.remote.prepare_series(&kept, &self.target_labels).into_iter();
+        for (position, lset) in positions.into_iter().zip(&sets) {
+            if lset.is_some() {
+                let entry = cache.entry_mut(position);
+                entry.series = prepared.next();
+                entry.symbols = symbols.next().unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Passes of [`Appender::append`] before giving up on a symbol table that keeps starting new
+/// generations (only a flood of new strings from other targets can cause it).
+const MAX_PASSES: usize = 3;
+
+/// Why one pass of [`Appender::append`] ended early.
+pub(super) enum Pass {
+    /// The scrape fails.
+    Failed(AppendError),
+    /// The plugin symbol table started a new generation: the pass runs again on an empty cache.
+    Stale,
+}
+
+impl From<AppendError> for Pass {
+    fn from(error: AppendError) -> Self {
+        Pass::Failed(error)
+    }
+}
+
+impl Deferred {
+    fn new(position: usize, timestamp_ms: i64, value: f64) -> Deferred {
+        Deferred {
+            position,
+            timestamp_ms,
+            value,
+            fate: Fate::Cached,
+        }
+    }
+}
+
+/// Queues samples and counts them against `sample_limit`; past it, samples are counted (as
+/// Prometheus does, so the report shows the real size) but not queued.
+struct Queue {
+    limit: usize,
+    pushed: usize,
+}
+
+impl Queue {
+    fn new(limit: usize) -> Queue {
+        Queue { limit, pushed: 0 }
+    }
+
+    fn push(&mut self, batch: &mut WriteBatch, series: &PreparedSeries, timestamp_ms: i64, value: f64) {
+        self.pushed += 1;
+        if !self.over_limit() {
+            batch.push(series, timestamp_ms, value);
+        }
+    }
+
+    fn over_limit(&self) -> bool {
+        self.limit > 0 && self.pushed > self.limit
     }
 }
 

@@ -19,8 +19,12 @@ use crate::remote_write::PreparedSeries;
 /// One cached series.
 #[derive(Debug)]
 pub struct CacheEntry {
-    /// What to queue for this series; `None` when metric relabeling dropped it.
+    /// What to queue for this series; `None` when metric relabeling or a plugin dropped it (or
+    /// while it is being prepared).
     pub series: Option<PreparedSeries>,
+    /// The final labels as plugin symbol ids (`name, value, …`), for the job's filter-stage
+    /// plugins; empty when it has none.
+    pub symbols: Box<[u32]>,
     /// 128-bit hash of the series line, as two words so the entry needs 8-byte alignment only.
     key: [u64; 2],
     /// Iteration of the last scrape that contained this series.
@@ -41,12 +45,14 @@ pub struct SeriesCache {
     /// Where the next series of the current scrape is expected.
     cursor: usize,
     iteration: u32,
+    /// The plugin version the entries were prepared under; see [`SeriesCache::sync_version`].
+    version: u64,
 }
 
 /// What [`SeriesCache::lookup`] found for a series line in the current scrape.
-pub enum Lookup<'a> {
-    /// Known series, first time in this scrape.
-    Hit(&'a mut CacheEntry),
+pub enum Lookup {
+    /// Known series, first time in this scrape: its position, for [`SeriesCache::entry`].
+    Hit(usize),
     /// The same series already appeared earlier in this scrape.
     Duplicate,
     /// Not cached: the caller prepares it and calls [`SeriesCache::insert`] with this key.
@@ -78,7 +84,7 @@ impl SeriesCache {
     }
 
     /// Looks up a series line and marks it seen in the current scrape.
-    pub fn lookup(&mut self, line: &[u8]) -> Lookup<'_> {
+    pub fn lookup(&mut self, line: &[u8]) -> Lookup {
         let hash = xxhash_rust::xxh3::xxh3_128(line);
         let key = [hash as u64, (hash >> 64) as u64];
         // The series that followed the previous one last time, or else the hash table.
@@ -98,20 +104,50 @@ impl SeriesCache {
             return Lookup::Duplicate;
         }
         entry.seen = self.iteration;
-        Lookup::Hit(entry)
+        Lookup::Hit(position)
+    }
+
+    /// The entry at `position` (from [`Lookup::Hit`] or [`SeriesCache::insert`]).
+    ///
+    /// # Panics
+    /// If `position` is past the end.
+    pub fn entry(&self, position: usize) -> &CacheEntry {
+        &self.entries[position]
+    }
+
+    /// The entry at `position`, to update.
+    ///
+    /// # Panics
+    /// If `position` is past the end.
+    pub fn entry_mut(&mut self, position: usize) -> &mut CacheEntry {
+        &mut self.entries[position]
+    }
+
+    /// Forgets every entry when `version` (of the plugins whose outcomes the entries hold)
+    /// differs from the one they were prepared under, as Prometheus drops a scrape loop's cache
+    /// on reload: no staleness markers; series whose labels changed go stale by age.
+    pub fn sync_version(&mut self, version: u64) {
+        if version != self.version {
+            self.entries.clear();
+            self.index.clear();
+            self.cursor = 0;
+            self.version = version;
+        }
+    }
+
+    /// Forgets the entries from `len` on: series inserted by a scrape that then failed before
+    /// they were prepared.
+    pub fn truncate(&mut self, len: usize) {
+        self.retain_positions(|position| position < len);
     }
 
     /// Caches a new series seen in the current scrape under the key of its [`Lookup::Miss`];
-    /// returns it for queueing.
-    pub fn insert(
-        &mut self,
-        key: [u64; 2],
-        series: Option<PreparedSeries>,
-        explicit_timestamps: bool,
-    ) -> Option<&PreparedSeries> {
+    /// returns its position.
+    pub fn insert(&mut self, key: [u64; 2], series: Option<PreparedSeries>, explicit_timestamps: bool) -> usize {
         let position = self.entries.len();
         self.entries.push(CacheEntry {
             series,
+            symbols: Box::default(),
             key,
             seen: self.iteration,
             live: false,
@@ -121,7 +157,7 @@ impl SeriesCache {
         self.index
             .insert_unique(key[0], position as u32, |&p| entries[p as usize].key[0]);
         self.cursor = position + 1;
-        self.entries[position].series.as_ref()
+        position
     }
 
     /// Ends a scrape whose samples were delivered: the series in it become live; live series
@@ -155,6 +191,15 @@ impl SeriesCache {
             }
             e.live = false;
             e.seen == iteration
+        });
+    }
+
+    /// Keeps the entries whose position `keep` accepts.
+    fn retain_positions(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let mut position = 0;
+        self.retain(|_| {
+            position += 1;
+            keep(position - 1)
         });
     }
 
@@ -202,7 +247,7 @@ mod tests {
 
     fn hit(cache: &mut SeriesCache, line: &[u8]) -> u64 {
         match cache.lookup(line) {
-            Lookup::Hit(entry) => entry.series.as_ref().map_or(0, PreparedSeries::hash),
+            Lookup::Hit(position) => cache.entry(position).series.as_ref().map_or(0, PreparedSeries::hash),
             _ => panic!("{line:?} is not a hit"),
         }
     }

@@ -14,6 +14,7 @@ use super::pool::{ScrapePool, SharedPoolTargets};
 use super::scrape_loop::Stop;
 use crate::config::ScrapeConfig;
 use crate::discovery::{FileDiscovery, TargetGroup, static_groups};
+use crate::plugin::PluginSet;
 use crate::remote_write::RemoteWrite;
 
 /// Every pool's targets by job name, as the web API reads them.
@@ -25,6 +26,7 @@ const UPDATE_BUFFER: usize = 16;
 /// Runs the scrape pools of all jobs.
 pub struct ScrapeManager {
     remote: RemoteWrite,
+    plugins: PluginSet,
     families: ScrapeFamilies,
     offset_seed: u64,
     pools: HashMap<String, PoolTask>,
@@ -48,11 +50,19 @@ impl PoolTask {
 }
 
 impl ScrapeManager {
-    /// A manager with no pools. `offset_seed` spreads scrape phases across agents; `targets`
-    /// is where the pools publish their targets (kept across a restart of the manager).
-    pub fn new(remote: RemoteWrite, families: ScrapeFamilies, offset_seed: u64, targets: SharedTargets) -> Self {
+    /// A manager with no pools, whose jobs run their plugins from `plugins`. `offset_seed`
+    /// spreads scrape phases across agents; `targets` is where the pools publish their targets
+    /// (kept across a restart of the manager).
+    pub fn new(
+        remote: RemoteWrite,
+        plugins: PluginSet,
+        families: ScrapeFamilies,
+        offset_seed: u64,
+        targets: SharedTargets,
+    ) -> Self {
         ScrapeManager {
             remote,
+            plugins,
             families,
             offset_seed,
             pools: HashMap::new(),
@@ -98,7 +108,13 @@ impl ScrapeManager {
 
     fn start_pool(&self, cfg: Arc<ScrapeConfig>) -> Option<PoolTask> {
         let metrics = self.families.pool(&cfg.job_name);
-        let pool = match ScrapePool::new(cfg.clone(), self.remote.clone(), metrics, self.offset_seed) {
+        let pool = match ScrapePool::new(
+            cfg.clone(),
+            self.remote.clone(),
+            &self.plugins,
+            metrics,
+            self.offset_seed,
+        ) {
             Ok(pool) => pool,
             Err(error) => {
                 error!(message = "Cannot create scrape pool.", job = %cfg.job_name, %error);

@@ -16,6 +16,7 @@ use super::target::{Target, with_scrape_labels};
 use crate::config::ScrapeConfig;
 use crate::discovery::TargetGroup;
 use crate::http_client::HttpClientError;
+use crate::plugin::PluginSet;
 use crate::remote_write::RemoteWrite;
 
 /// What the targets API shows of a pool.
@@ -47,15 +48,17 @@ pub struct ScrapePool {
 
 impl ScrapePool {
     /// A pool for `cfg` with no targets yet; builds the job's scraper (TLS files are read now).
+    /// The job's plugins come from `plugins`.
     pub fn new(
         cfg: Arc<ScrapeConfig>,
         remote: RemoteWrite,
+        plugins: &PluginSet,
         metrics: ScrapeMetrics,
         offset_seed: u64,
     ) -> Result<Self, HttpClientError> {
         let scraper = Scraper::new(&cfg)?;
         Ok(ScrapePool {
-            opts: AppendOptions::from(cfg.as_ref()),
+            opts: AppendOptions::new(&cfg, plugins),
             cfg,
             scraper,
             remote,

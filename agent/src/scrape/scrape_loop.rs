@@ -83,8 +83,13 @@ impl ScrapeLoop {
         let report = REPORT_SERIES.map(|name| {
             let mut lset: Labels = target.labels.clone();
             lset.set(labels::METRIC_NAME.to_owned(), name.to_owned());
-            appender.remote.prepare_series(&lset)
+            lset
         });
+        let report = appender
+            .remote
+            .prepare_series(&report, &target.labels)
+            .try_into()
+            .expect("one prepared series per report series");
         ScrapeLoop {
             target,
             scraper,

@@ -11,10 +11,11 @@ use trawl_model::exposition::Format;
 use trawl_model::labels::Labels;
 use trawl_model::remote::WriteRequest;
 
-use super::append::{AppendError, Appender, merge_target_labels};
+use super::append::{AppendError, AppendOptions, Appender, merge_target_labels};
 use super::cache::SeriesCache;
 use super::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
 use crate::config::Config;
+use crate::plugin::PluginSet;
 use crate::remote_write::{RemoteWrite, RemoteWriteFamilies};
 use crate::test_support::{Answer, Exposition, RawServer, Receiver, TargetServer};
 
@@ -39,9 +40,15 @@ async fn start(cfg: &Config) -> Running {
     let mut registry = Registry::default();
     let families = ScrapeFamilies::register(&mut registry);
     let remote_families = RemoteWriteFamilies::register(&mut registry);
-    let remote = RemoteWrite::new(&cfg.remote_write, &cfg.global.external_labels, &remote_families).expect("remote");
+    let remote = RemoteWrite::new(
+        &cfg.remote_write,
+        &cfg.global.external_labels,
+        &remote_families,
+        &PluginSet::default(),
+    )
+    .expect("remote");
     let targets = SharedTargets::default();
-    let mut manager = ScrapeManager::new(remote.clone(), families, 0, targets.clone());
+    let mut manager = ScrapeManager::new(remote.clone(), PluginSet::default(), families, 0, targets.clone());
     manager.apply(&cfg.scrape_configs).await;
     Running {
         manager,
@@ -289,8 +296,14 @@ async fn appender(job_extra: &str, target: Labels) -> (Appender, RemoteWrite) {
     let cfg = config(job_extra, "unused:1", &url);
     let mut registry = Registry::default();
     let remote_families = RemoteWriteFamilies::register(&mut registry);
-    let remote = RemoteWrite::new(&cfg.remote_write, &cfg.global.external_labels, &remote_families).unwrap();
-    let opts = (&cfg.scrape_configs[0]).into();
+    let remote = RemoteWrite::new(
+        &cfg.remote_write,
+        &cfg.global.external_labels,
+        &remote_families,
+        &PluginSet::default(),
+    )
+    .unwrap();
+    let opts = AppendOptions::new(&cfg.scrape_configs[0], &PluginSet::default());
     (
         Appender {
             target_labels: target,

@@ -1,0 +1,96 @@
+//! The agent-wide plugin host: engine, epoch ticker, symbol table, metrics and code cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use wasmtime::Engine;
+
+use crate::config::PluginConfig;
+
+use super::engine::{self, CodeCache, EpochTicker};
+use super::metrics::PluginFamilies;
+use super::symbols::Symbols;
+use super::watch::{self, PluginWatcher};
+use super::{Plugin, PluginError};
+
+/// Agent-wide plugin runtime; one per agent process, cheap to clone (`Arc`).
+///
+/// Owns the wasmtime engine (Cranelift, epoch interruption, no concurrency support), the epoch
+/// ticker thread (10 ms tick; it stops once the last `PluginHost` clone and the last [`Plugin`]
+/// are dropped, since plugins need it for their deadlines), the [`Symbols`] table, the
+/// `trawl_agent_plugin_*` metric families, and the compiled-code cache directory.
+#[derive(Clone, Debug)]
+pub struct PluginHost {
+    shared: Arc<HostShared>,
+}
+
+/// What the host and every plugin share.
+#[derive(Debug)]
+pub(super) struct HostShared {
+    pub(super) engine: Engine,
+    pub(super) symbols: Symbols,
+    pub(super) families: PluginFamilies,
+    pub(super) cache: Option<CodeCache>,
+    /// Held only to keep the ticker running while anything can call a plugin.
+    _ticker: EpochTicker,
+}
+
+impl PluginHost {
+    /// Creates the engine and starts the epoch ticker; registers the plugin metric families into
+    /// `registry` (call once per registry). `cache_dir` (e.g. `<storage.path>/plugins-cache`)
+    /// keeps compiled code across restarts, keyed by the wasm's SHA-256 and the engine's
+    /// compatibility hash; `None` compiles every time. Errors: the engine cannot be configured or
+    /// the ticker thread cannot start.
+    pub fn new(cache_dir: Option<PathBuf>, registry: &mut Registry) -> Result<PluginHost, PluginError> {
+        PluginHost::with_symbols(cache_dir, registry, Symbols::default())
+    }
+
+    /// As [`new`](Self::new), with a given symbol table (e.g. [`Symbols::with_caps`] for tests).
+    pub fn with_symbols(
+        cache_dir: Option<PathBuf>,
+        registry: &mut Registry,
+        symbols: Symbols,
+    ) -> Result<PluginHost, PluginError> {
+        let engine = engine::new_engine()?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        let cache = cache_dir.map(|dir| CodeCache::new(dir, &engine));
+        let families = PluginFamilies::register(registry);
+        Ok(PluginHost {
+            shared: Arc::new(HostShared {
+                engine,
+                symbols,
+                families,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Loads plugin `cfg`; blocking (compiles, typically 0.1–1 s without a cache hit): reads the
+    /// file, checks its SHA-256 against `cfg.sha256`, compiles it or loads it from the cache,
+    /// checks its imports against the sandbox, instantiates it and calls `init` with
+    /// `cfg.config` as JSON. Errors name the plugin, the path and what failed.
+    pub fn load(&self, cfg: &PluginConfig) -> Result<Plugin, PluginError> {
+        Plugin::load(self.shared.clone(), cfg)
+    }
+
+    /// The agent-wide symbol table batches are built with.
+    pub fn symbols(&self) -> &Symbols {
+        &self.shared.symbols
+    }
+
+    /// Where the compiled code of a wasm with this SHA-256 is cached, if there is a cache.
+    pub fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.shared.cache.as_ref().map(|c| c.path(sha256))
+    }
+
+    /// Watches every plugin's file (its directory, with notify, debounced): when a file's
+    /// content changes, the plugin is recompiled and re-initialised on the watcher's thread and
+    /// swapped in atomically (see [`Plugin::reload`]); a failed reload keeps the running
+    /// instance. Dropping the returned value stops watching. Errors: a directory cannot be
+    /// watched.
+    pub fn watch(&self, plugins: &[Plugin]) -> Result<PluginWatcher, PluginError> {
+        watch::watch(plugins)
+    }
+}
