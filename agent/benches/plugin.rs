@@ -72,7 +72,10 @@ fn batch(host: &PluginHost, stage: Stage, n: usize) -> Batch {
 /// the plugin really ran (a failure would have dropped the batch).
 fn warm_up(plugin: &Plugin, batch: &Batch) {
     let outcome = plugin.process(batch).expect("fresh batch");
-    assert!(outcome.keeps_all() && outcome.len() == batch.len(), "the keep plugin kept the batch");
+    assert!(
+        outcome.keeps_all() && outcome.len() == batch.len(),
+        "the keep plugin kept the batch"
+    );
 }
 
 #[divan::bench(args = [1, 100, 1000])]

@@ -354,7 +354,12 @@ impl Collector {
 /// The sum of the samples of metric `name` on `<base>/metrics` (a Trawl process) whose labels
 /// include every `(name, value)` of `labels`.
 pub async fn metric_sum(base: &str, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-    let body = http_client().get(format!("{base}/metrics")).send().await?.text().await?;
+    let body = http_client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     Ok(body
         .lines()
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))

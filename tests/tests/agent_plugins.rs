@@ -35,7 +35,11 @@ app_broken_total -4
 fn labels(series: &Value) -> BTreeMap<String, String> {
     series
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -48,7 +52,10 @@ async fn app_series(prom: &Prometheus) -> Result<Vec<BTreeMap<String, String>>> 
 /// The value of a query that returns one series.
 async fn instant_value(prom: &Prometheus, query: &str) -> Result<f64> {
     let result = prom.query(query).await?;
-    let v = result.first().and_then(|r| r["value"][1].as_str()).context("no result")?;
+    let v = result
+        .first()
+        .and_then(|r| r["value"][1].as_str())
+        .context("no result")?;
     Ok(v.parse()?)
 }
 
@@ -111,19 +118,47 @@ remote_write:
     );
     for s in &series {
         assert_eq!(s.get("cluster").map(String::as_str), Some("eu1"), "add-labels on {s:?}");
-        assert!(!s.contains_key("pod_template_hash") && !s.contains_key("user_id"), "{s:?}");
-        assert_ne!(s.get("path").map(String::as_str), Some("/debug/pprof"), "drop_series on {s:?}");
+        assert!(
+            !s.contains_key("pod_template_hash") && !s.contains_key("user_id"),
+            "{s:?}"
+        );
+        assert_ne!(
+            s.get("path").map(String::as_str),
+            Some("/debug/pprof"),
+            "drop_series on {s:?}"
+        );
     }
     let requests = &series[1];
     let email = requests.get("email").context("email hashed, not dropped")?;
-    assert!(email.len() == 16 && email.bytes().all(|b| b.is_ascii_hexdigit()), "email = {email}");
-    assert_eq!(series[2].get("probe").map(String::as_str), Some("b"), "NaN sample of probe a dropped");
+    assert!(
+        email.len() == 16 && email.bytes().all(|b| b.is_ascii_hexdigit()),
+        "email = {email}"
+    );
+    assert_eq!(
+        series[2].get("probe").map(String::as_str),
+        Some("b"),
+        "NaN sample of probe a dropped"
+    );
 
-    assert_eq!(instant_value(&prom, "app_latency_seconds").await?, 0.25, "scaled by 0.001");
+    assert_eq!(
+        instant_value(&prom, "app_latency_seconds").await?,
+        0.25,
+        "scaled by 0.001"
+    );
     assert_eq!(instant_value(&prom, "app_requests_total").await?, 10.0);
 
-    for (plugin, stage) in [("drop", "relabel"), ("add", "relabel"), ("values", "filter"), ("redact", "write")] {
-        let calls = metric_sum(&url, "trawl_agent_plugin_calls_total", &[("plugin", plugin), ("stage", stage)]).await?;
+    for (plugin, stage) in [
+        ("drop", "relabel"),
+        ("add", "relabel"),
+        ("values", "filter"),
+        ("redact", "write"),
+    ] {
+        let calls = metric_sum(
+            &url,
+            "trawl_agent_plugin_calls_total",
+            &[("plugin", plugin), ("stage", stage)],
+        )
+        .await?;
         assert!(calls >= 1.0, "{plugin} called at {stage}");
         let errors = metric_sum(&url, "trawl_agent_plugin_errors_total", &[("plugin", plugin)]).await?;
         assert_eq!(errors, 0.0, "{plugin} failed");
@@ -135,7 +170,10 @@ remote_write:
     })
     .await?;
     let relabels = metric_sum(&url, "trawl_agent_plugin_calls_total", &[("plugin", "drop")]).await?;
-    assert_eq!(relabels, 1.0, "the relabel stage ran once, on the first scrape's new series");
+    assert_eq!(
+        relabels, 1.0,
+        "the relabel stage ran once, on the first scrape's new series"
+    );
     Ok(())
 }
 
@@ -156,11 +194,24 @@ fn check_plugin_prints_what_the_plugin_does() -> Result<()> {
 
     let out = run(&redact, r#"{"hash": ["email"], "drop": ["user_id"], "salt": "s"}"#)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("# plugin redact "), "{stdout}");
-    assert!(stdout.contains(r#"# modified: app_requests_total{email="alice@example.com",path="/api""#), "{stdout}");
-    assert!(!stdout.lines().any(|l| !l.starts_with('#') && l.contains("alice@")), "{stdout}");
-    assert!(stdout.contains("# 7 series: 5 kept unchanged, 2 modified, 0 dropped"), "{stdout}");
+    assert!(
+        stdout.contains(r#"# modified: app_requests_total{email="alice@example.com",path="/api""#),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| !l.starts_with('#') && l.contains("alice@")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("# 7 series: 5 kept unchanged, 2 modified, 0 dropped"),
+        "{stdout}"
+    );
 
     // A config the plugin rejects, and a plugin that traps: exit 1 with the reason.
     let out = run(&redact, r#"{"hash": "email"}"#)?;
@@ -200,7 +251,10 @@ async fn hot_reload_under_load_loses_no_sample() -> Result<()> {
     let body: String = (0..SERIES).map(|i| format!("load_metric{{i=\"{i}\"}} {i}\n")).collect();
     let mut targets = Vec::new();
     for _ in 0..TARGETS {
-        targets.push(format!("'{}'", exposition_server(vec![("/metrics", body.clone(), TEXT_FORMAT)]).await?));
+        targets.push(format!(
+            "'{}'",
+            exposition_server(vec![("/metrics", body.clone(), TEXT_FORMAT)]).await?
+        ));
     }
     let config = format!(
         "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nplugins:\n  - {{name: f, path: {}, config: {{drop_nan: true}}}}\n\
@@ -218,7 +272,12 @@ async fn hot_reload_under_load_loses_no_sample() -> Result<()> {
     std::fs::write(&staged, with_custom_section(original))?;
     std::fs::rename(&staged, &wasm)?;
     eventually("the plugin reloaded", Duration::from_secs(30), || async {
-        let n = metric_sum(&url, "trawl_agent_plugin_reloads_total", &[("plugin", "f"), ("result", "success")]).await?;
+        let n = metric_sum(
+            &url,
+            "trawl_agent_plugin_reloads_total",
+            &[("plugin", "f"), ("result", "success")],
+        )
+        .await?;
         Ok((n >= 1.0).then_some(()))
     })
     .await?;
@@ -229,14 +288,21 @@ async fn hot_reload_under_load_loses_no_sample() -> Result<()> {
 
     // Both counts come from the same scrapes (same timestamps), so they match exactly.
     let per_target = prom.query("count_over_time(up{job=\"load\"}[10m])").await?;
-    let series = prom.query("count by (instance) (count_over_time(load_metric[10m]))").await?;
-    let samples = prom.query("sum by (instance) (count_over_time(load_metric[10m]))").await?;
+    let series = prom
+        .query("count by (instance) (count_over_time(load_metric[10m]))")
+        .await?;
+    let samples = prom
+        .query("sum by (instance) (count_over_time(load_metric[10m]))")
+        .await?;
     assert_eq!(per_target.len(), TARGETS);
     let by_instance = |v: &[Value]| -> BTreeMap<String, f64> {
         v.iter()
             .map(|r| {
                 let instance = r["metric"]["instance"].as_str().unwrap_or_default().to_owned();
-                (instance, r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0))
+                (
+                    instance,
+                    r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+                )
             })
             .collect()
     };
@@ -245,7 +311,10 @@ async fn hot_reload_under_load_loses_no_sample() -> Result<()> {
         assert!(*scrapes >= 6.0, "{instance}: only {scrapes} scrapes");
         assert_eq!(series.get(instance), Some(&(SERIES as f64)), "{instance}");
         if samples.get(instance) != Some(&(scrapes * SERIES as f64)) {
-            bail!("{instance}: {:?} samples for {scrapes} scrapes of {SERIES} series", samples.get(instance));
+            bail!(
+                "{instance}: {:?} samples for {scrapes} scrapes of {SERIES} series",
+                samples.get(instance)
+            );
         }
     }
     Ok(())

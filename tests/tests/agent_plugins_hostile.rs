@@ -74,14 +74,22 @@ async fn hostile_plugins_leave_the_agent_running_with_their_policy() -> Result<(
         ("trap", "trap"),
         ("invalid", "invalid_output"),
     ] {
-        eventually(&format!("{plugin} counted as {reason}"), Duration::from_secs(30), || async {
-            let n = metric_sum(&url, "trawl_agent_plugin_errors_total", &[("plugin", plugin), ("reason", reason)])
+        eventually(
+            &format!("{plugin} counted as {reason}"),
+            Duration::from_secs(30),
+            || async {
+                let n = metric_sum(
+                    &url,
+                    "trawl_agent_plugin_errors_total",
+                    &[("plugin", plugin), ("reason", reason)],
+                )
                 .await?;
-            if n < 1.0 {
-                bail!("{n} errors so far");
-            }
-            Ok(Some(()))
-        })
+                if n < 1.0 {
+                    bail!("{n} errors so far");
+                }
+                Ok(Some(()))
+            },
+        )
         .await?;
     }
     eventually("a fresh instance after a trap", Duration::from_secs(30), || async {
@@ -99,7 +107,11 @@ async fn hostile_plugins_leave_the_agent_running_with_their_policy() -> Result<(
             series_of(&prom, "invalid").await?,
         );
         let up = prom.query("sum(up{job=~\"loop|grow|trap|invalid\"})").await?;
-        let up = up.first().and_then(|v| v["value"][1].as_str()).unwrap_or("0").to_owned();
+        let up = up
+            .first()
+            .and_then(|v| v["value"][1].as_str())
+            .unwrap_or("0")
+            .to_owned();
         if counts != (SERIES, SERIES, 0, 0) || up != "4" {
             bail!("series per job (loop, trap, grow, invalid) = {counts:?}, sum(up) = {up}");
         }
@@ -119,18 +131,28 @@ async fn hostile_plugins_leave_the_agent_running_with_their_policy() -> Result<(
     let reload = http_client().post(format!("{url}/-/reload")).send().await?;
     let status = reload.status();
     let body = reload.text().await?;
-    assert!(!status.is_success(), "reload with a filesystem plugin must fail: {status} {body}");
+    assert!(
+        !status.is_success(),
+        "reload with a filesystem plugin must fail: {status} {body}"
+    );
     assert!(body.contains("wasi:filesystem"), "the error names the import: {body}");
-    assert_eq!(metric_sum(&url, "trawl_agent_config_last_reload_successful", &[]).await?, 0.0);
+    assert_eq!(
+        metric_sum(&url, "trawl_agent_config_last_reload_successful", &[]).await?,
+        0.0
+    );
     agent.check_running()?;
     let calls = metric_sum(&url, "trawl_agent_plugin_calls_total", &[("plugin", "loop")]).await?;
-    eventually("scraping goes on after the refused reload", Duration::from_secs(20), || async {
-        let now = metric_sum(&url, "trawl_agent_plugin_calls_total", &[("plugin", "loop")]).await?;
-        if now <= calls {
-            bail!("no new calls: {now}");
-        }
-        Ok(Some(()))
-    })
+    eventually(
+        "scraping goes on after the refused reload",
+        Duration::from_secs(20),
+        || async {
+            let now = metric_sum(&url, "trawl_agent_plugin_calls_total", &[("plugin", "loop")]).await?;
+            if now <= calls {
+                bail!("no new calls: {now}");
+            }
+            Ok(Some(()))
+        },
+    )
     .await?;
     Ok(())
 }

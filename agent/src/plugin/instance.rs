@@ -13,12 +13,12 @@ use super::load::Code;
 use super::sandbox::{HostState, PluginLog};
 use super::{Batch, Outcome, Stage, StaleSymbols, Symbols};
 
-/// New symbols a call may send per extra epoch tick (10 ms) of deadline, i.e. 2 µs each
+/// New symbols a call may send per extra epoch tick (10 ms) of deadline, i.e. 5 µs each
 /// (lowering a string costs a guest `realloc` call: measured ~250 ns per symbol in release,
-/// ~1.2 µs in a debug build). A fresh instance (after a trap or a reload) receives the whole
-/// table, up to 1 Mi strings, which no 50 ms timeout allows; without this it would time out
-/// forever.
-const NEW_SYMBOLS_PER_EXTRA_TICK: u64 = 5_000;
+/// ~1.2 µs in a debug build; the rest is room for a loaded machine). A fresh instance (after a
+/// trap or a reload) receives the whole table, up to 1 Mi strings, which no 50 ms timeout
+/// allows; without this it would time out forever.
+const NEW_SYMBOLS_PER_EXTRA_TICK: u64 = 2_000;
 
 /// Why a new instance could not start.
 #[derive(Debug)]

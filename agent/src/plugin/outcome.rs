@@ -134,6 +134,15 @@ impl Outcome {
         labels
     }
 
+    /// Whether the plugin changed the labels of series `i` (a `Modified` series may change only
+    /// its value), so callers keep the series they have when it did not.
+    pub fn relabels(&self, i: usize) -> bool {
+        let series = i as u32;
+        self.verdict(i) == Verdict::Modified
+            && !(edits_of(&self.set_labels, series, |e| e.series).is_empty()
+                && edits_of(&self.remove_labels, series, |e| e.series).is_empty())
+    }
+
     /// The value of series `i` replaced by the plugin (filter stage), if any; the last
     /// `set-value` of a series wins.
     pub fn value(&self, i: usize) -> Option<f64> {

@@ -77,7 +77,7 @@ impl StagePlugins {
                 if batch.is_empty() {
                     return;
                 }
-                if plugin.info().needs.target_labels {
+                if plugin.needs().target_labels {
                     intern_pairs(&mut symbols, target, &mut batch.target_labels);
                 }
                 drop(symbols);

@@ -42,7 +42,7 @@ pub(super) fn run(
     let mut members: Vec<usize> = Vec::new();
     let mut pairs = Vec::new();
     for plugin in plugins.plugins() {
-        let needs = plugin.info().needs;
+        let needs = plugin.needs();
         let mut symbols = host.symbols().lock();
         if symbols.generation() != generation {
             return Err(Pass::Stale);
@@ -92,8 +92,11 @@ pub(super) fn run(
                     if let Some(value) = outcome.value(i) {
                         d.value = value;
                     }
-                    relabeled.push(outcome.labels(i, &batch, &symbols));
-                    d.fate = Fate::Relabeled(relabeled.len() - 1);
+                    // A new value alone keeps the prepared series.
+                    if outcome.relabels(i) {
+                        relabeled.push(outcome.labels(i, &batch, &symbols));
+                        d.fate = Fate::Relabeled(relabeled.len() - 1);
+                    }
                 }
             }
         }
