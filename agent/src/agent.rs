@@ -131,20 +131,7 @@ pub async fn run(opts: AgentOptions, listener: TcpListener, shutdown: Cancellati
         seed: offset_seed(&config),
     };
 
-    let plugins = load_plugins(&shared.host, &config, &PluginSet::default()).await?;
-    let remote = RemoteWrite::new(
-        &config.remote_write,
-        &config.global.external_labels,
-        &shared.remote_families,
-        &plugins,
-    )?;
-    let mut manager = ScrapeManager::new(
-        remote.clone(),
-        plugins.clone(),
-        shared.scrape_families.clone(),
-        shared.seed,
-        targets.clone(),
-    );
+    let (plugins, remote, mut manager) = shared.start(&config, &PluginSet::default(), targets.clone()).await?;
     manager.apply(&config.scrape_configs).await;
     reload_metrics.record(true);
     let mut running = Running {
@@ -218,27 +205,14 @@ async fn reload(path: &Path, running: &mut Running, shared: &Shared) -> Result<(
         || config.global.external_labels != running.config.global.external_labels
         || config.plugins != running.config.plugins;
     if remote_changed {
-        let plugins = match load_plugins(&shared.host, &config, &running.plugins).await {
-            Ok(plugins) => plugins,
+        let started = shared.start(&config, &running.plugins, running.manager.targets()).await;
+        let (plugins, remote, manager) = match started {
+            Ok(started) => started,
             Err(error) => {
                 error!(message = "Reloading configuration failed; keeping the old one.", %error);
                 return Err(error);
             }
         };
-        let remote = RemoteWrite::new(
-            &config.remote_write,
-            &config.global.external_labels,
-            &shared.remote_families,
-            &plugins,
-        )?;
-        let targets = running.manager.targets();
-        let manager = ScrapeManager::new(
-            remote.clone(),
-            plugins.clone(),
-            shared.scrape_families.clone(),
-            shared.seed,
-            targets,
-        );
         running.plugin_watcher = watch_plugins(&shared.host, &plugins);
         running.plugins = plugins;
         let old_manager = std::mem::replace(&mut running.manager, manager);
@@ -250,6 +224,33 @@ async fn reload(path: &Path, running: &mut Running, shared: &Shared) -> Result<(
     running.config = config;
     info!(message = "Configuration reloaded.", file = %path.display(), remote_write_restarted = remote_changed);
     Ok(())
+}
+
+impl Shared {
+    /// Loads the plugins of `config` (reusing the unchanged ones of `previous`) and starts
+    /// remote write and a scrape manager without pools over them, publishing into `targets`.
+    async fn start(
+        &self,
+        config: &Config,
+        previous: &PluginSet,
+        targets: SharedTargets,
+    ) -> Result<(PluginSet, RemoteWrite, ScrapeManager), AgentError> {
+        let plugins = load_plugins(&self.host, config, previous).await?;
+        let remote = RemoteWrite::new(
+            &config.remote_write,
+            &config.global.external_labels,
+            &self.remote_families,
+            &plugins,
+        )?;
+        let manager = ScrapeManager::new(
+            remote.clone(),
+            plugins.clone(),
+            self.scrape_families.clone(),
+            self.seed,
+            targets,
+        );
+        Ok((plugins, remote, manager))
+    }
 }
 
 /// Loads the config's plugins off the async workers (compiling takes a while), reusing the

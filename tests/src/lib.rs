@@ -272,6 +272,18 @@ impl Prometheus {
     }
 }
 
+/// A series' labels from a Prometheus API answer (`{"__name__": "up", …}`) as a sorted map.
+pub fn label_map(metric: &Value) -> std::collections::BTreeMap<String, String> {
+    metric
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Starts node_exporter on a free loopback port; returns it and its `host:port`.
 pub async fn node_exporter(dir: &Path) -> Result<(Proc, String)> {
     let port = free_port();

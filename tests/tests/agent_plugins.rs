@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use trawl_e2e::wasm::{example_plugin, test_guest};
-use trawl_e2e::{Prometheus, TEXT_FORMAT, eventually, exposition_server, metric_sum, trawl_agent, workspace_bin};
+use trawl_e2e::{
+    Prometheus, TEXT_FORMAT, eventually, exposition_server, label_map, metric_sum, trawl_agent, workspace_bin,
+};
 
 const APP: &str = r#"# TYPE app_requests_total counter
 app_requests_total{path="/api",email="alice@example.com",user_id="42",pod_template_hash="abc"} 10
@@ -32,21 +34,10 @@ app_temp{sensor="b"} 21
 app_broken_total -4
 "#;
 
-fn labels(series: &Value) -> BTreeMap<String, String> {
-    series
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The `app` job's series in the receiver (report series left out), as label maps.
 async fn app_series(prom: &Prometheus) -> Result<Vec<BTreeMap<String, String>>> {
     let all = prom.series(r#"{job="app",__name__!~"up|scrape_.*"}"#).await?;
-    Ok(all.iter().map(labels).collect())
+    Ok(all.iter().map(label_map).collect())
 }
 
 /// The value of a query that returns one series.

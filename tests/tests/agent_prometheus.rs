@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use trawl_e2e::{
-    OPENMETRICS_FORMAT, Prometheus, TEXT_FORMAT, eventually, exposition_server, fixtures_dir, http_client,
+    OPENMETRICS_FORMAT, Prometheus, TEXT_FORMAT, eventually, exposition_server, fixtures_dir, http_client, label_map,
     node_exporter, trawl_agent,
 };
 use trawl_model::exposition::{Entry, Format, Parser, parse_series};
@@ -43,17 +43,6 @@ fn exposition_samples(body: &[u8], format: Format) -> Result<BTreeMap<BTreeMap<S
         }
     }
     Ok(out)
-}
-
-fn label_map(metric: &Value) -> BTreeMap<String, String> {
-    metric
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn parse_prom_value(v: &str) -> f64 {

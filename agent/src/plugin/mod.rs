@@ -43,7 +43,7 @@ mod symbols;
 mod watch;
 
 #[cfg(test)]
-mod test_guests;
+pub(crate) mod test_guests;
 #[cfg(test)]
 mod tests;
 

@@ -67,7 +67,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 fn series(rw: &RemoteWrite, name: &str) -> Arc<PreparedSeries> {
-    Arc::new(prepare(&rw, &labels(&[("__name__", name), ("job", "node")])))
+    Arc::new(prepare(rw, &labels(&[("__name__", name), ("job", "node")])))
 }
 
 /// A sample as the tests write them; [`append`] encodes them into a [`super::WriteBatch`].

@@ -15,7 +15,7 @@ use super::append::{AppendError, AppendOptions, Appender, merge_target_labels};
 use super::cache::SeriesCache;
 use super::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
 use crate::config::Config;
-use crate::plugin::PluginSet;
+use crate::plugin::{PluginHost, PluginSet};
 use crate::remote_write::{RemoteWrite, RemoteWriteFamilies};
 use crate::test_support::{Answer, Exposition, RawServer, Receiver, TargetServer};
 
@@ -317,14 +317,18 @@ async fn appender(job_extra: &str, target: Labels) -> (Appender, RemoteWrite) {
 /// Appends `body` once and returns the queued series as label text with their values, in the
 /// order they were queued (one shard).
 fn run(a: &Appender, body: &str) -> Result<Vec<(String, i64, f64)>, AppendError> {
-    let mut cache = SeriesCache::default();
+    run_cached(a, &mut SeriesCache::default(), body)
+}
+
+/// [`run`] with the target's cache kept across calls.
+fn run_cached(a: &Appender, cache: &mut SeriesCache, body: &str) -> Result<Vec<(String, i64, f64)>, AppendError> {
     cache.begin();
     let mut batch = a.remote.batch(0);
     a.append(
         body.as_bytes(),
         Format::Text,
         1000,
-        &mut cache,
+        cache,
         &mut batch,
         &mut Default::default(),
     )?;
@@ -408,4 +412,108 @@ async fn limits_fail_the_whole_scrape() {
         AppendError::LabelValueLength { .. }
     ));
     assert!(matches!(run(&a, "a{x=\"1\" 1\n").unwrap_err(), AppendError::Parse(_)));
+}
+
+// === Appender with plugins (the hostile test guest, see tests/guests/hostile) ===
+
+/// An appender whose job runs `plugins` (name, stage, guest config as YAML flow), with the
+/// registry holding the plugin metrics.
+async fn plugin_appender(plugins: &[(&str, &str, &str)], job_extra: &str) -> (Appender, Registry) {
+    let url = Receiver::start(Vec::new()).await.url;
+    let hostile = crate::plugin::test_guests::guests().hostile.display().to_string();
+    let mut yaml = String::from("plugins:\n");
+    let mut refs = Vec::new();
+    for (name, stage, config) in plugins {
+        yaml.push_str(&format!("  - {{name: {name}, path: '{hostile}', config: {config}}}\n"));
+        refs.push(format!("{{name: {name}, stage: {stage}}}"));
+    }
+    yaml.push_str(&format!(
+        "scrape_configs:\n  - job_name: test\n    plugins: [{}]\n{job_extra}remote_write:\n  - url: {url}\n",
+        refs.join(", ")
+    ));
+    let cfg = Config::from_yaml(&yaml, "test.yml").expect("valid config");
+    let mut registry = Registry::default();
+    let host = PluginHost::new(None, &mut registry).unwrap();
+    let set = PluginSet::load(&host, &cfg.plugins, &PluginSet::default()).unwrap();
+    let remote_families = RemoteWriteFamilies::register(&mut registry);
+    let remote = RemoteWrite::new(&cfg.remote_write, &cfg.global.external_labels, &remote_families, &set).unwrap();
+    let appender = Appender {
+        target_labels: target(),
+        opts: AppendOptions::new(&cfg.scrape_configs[0], &set),
+        remote,
+    };
+    (appender, registry)
+}
+
+fn plugin_calls(registry: &Registry, plugin: &str, stage: &str) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    let prefix = format!("trawl_agent_plugin_calls_total{{plugin=\"{plugin}\",stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or("absent")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn relabel_plugins_run_once_per_new_series_and_are_cached() {
+    let (a, registry) = plugin_appender(&[("r", "relabel", "{mode: modify}")], "").await;
+    let mut cache = SeriesCache::default();
+    let body = "a{drop_me=\"x\"} 1\nb_drop 2\nc 3\n";
+    let out = run_cached(&a, &mut cache, body).unwrap();
+    let want = [
+        ("__name__=a,copy=a,instance=t:1,job=j,plugin=hostile", 1.0),
+        ("__name__=c,copy=c,instance=t:1,job=j,plugin=hostile", 3.0),
+    ];
+    let got: Vec<(&str, f64)> = out.iter().map(|(l, _, v)| (l.as_str(), *v)).collect();
+    assert_eq!(got, want, "labels edited, b_drop dropped, values untouched");
+    assert_eq!(run_cached(&a, &mut cache, body).unwrap().len(), 2);
+    assert_eq!(
+        plugin_calls(&registry, "r", "relabel"),
+        "1",
+        "the second scrape hit the cache"
+    );
+    let out = run_cached(&a, &mut cache, "c 4\nd 5\n").unwrap();
+    assert_eq!(out[1].0, "__name__=d,copy=d,instance=t:1,job=j,plugin=hostile");
+    assert_eq!(
+        plugin_calls(&registry, "r", "relabel"),
+        "2",
+        "one call for the new series d"
+    );
+}
+
+#[tokio::test]
+async fn filter_plugins_see_every_scrape_with_values() {
+    let plugins = [("f", "filter", "{mode: modify, needs: [values]}")];
+    let (a, registry) = plugin_appender(&plugins, "    sample_limit: 2\n").await;
+    let mut cache = SeriesCache::default();
+    for scrape in 1..=2 {
+        let out = run_cached(&a, &mut cache, "a 1\nb_drop 2\nc 3\n").unwrap();
+        let got: Vec<(&str, f64)> = out.iter().map(|(l, _, v)| (l.as_str(), *v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("__name__=a,copy=a,instance=t:1,job=j,plugin=hostile", 2.0),
+                ("__name__=c,copy=c,instance=t:1,job=j,plugin=hostile", 6.0)
+            ],
+            "scrape {scrape}: values doubled, b_drop dropped before sample_limit counts"
+        );
+        assert_eq!(plugin_calls(&registry, "f", "filter"), scrape.to_string());
+    }
+    assert_eq!(
+        run_cached(&a, &mut cache, "a 1\nc 3\nd 4\n").unwrap_err(),
+        AppendError::SampleLimit(2)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_scrape_forgets_the_series_it_had_not_prepared() {
+    let drop_name = "    metric_relabel_configs:\n      - {action: labeldrop, regex: __name__, source_labels: []}\n";
+    let (a, _registry) = plugin_appender(&[("r", "relabel", "{mode: keep}")], drop_name).await;
+    let mut cache = SeriesCache::default();
+    assert_eq!(
+        run_cached(&a, &mut cache, "m 1\n").unwrap_err(),
+        AppendError::NameLabelMissing
+    );
+    assert!(cache.is_empty(), "no placeholder left to pass for a dropped series");
 }
