@@ -1,7 +1,7 @@
 //! The agent-wide plugin host: engine, epoch ticker, symbol table, metrics and code cache.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus_client::registry::Registry;
 use wasmtime::Engine;
@@ -17,9 +17,9 @@ use super::{Plugin, PluginError};
 /// Agent-wide plugin runtime; one per agent process, cheap to clone (`Arc`).
 ///
 /// Owns the wasmtime engine (Cranelift, epoch interruption, no concurrency support), the epoch
-/// ticker thread (10 ms tick; it stops once the last `PluginHost` clone and the last [`Plugin`]
-/// are dropped, since plugins need it for their deadlines), the [`Symbols`] table, the
-/// `trawl_agent_plugin_*` metric families, and the compiled-code cache directory.
+/// ticker thread (10 ms tick; it runs only while a [`Plugin`] is loaded, so an agent without
+/// plugins has no extra wake-ups), the [`Symbols`] table, the `trawl_agent_plugin_*` metric
+/// families, and the compiled-code cache directory.
 #[derive(Clone, Debug)]
 pub struct PluginHost {
     shared: Arc<HostShared>,
@@ -32,16 +32,28 @@ pub(super) struct HostShared {
     pub(super) symbols: Symbols,
     pub(super) families: PluginFamilies,
     pub(super) cache: Option<CodeCache>,
-    /// Held only to keep the ticker running while anything can call a plugin.
-    _ticker: EpochTicker,
+    /// The running ticker, shared by the loaded plugins: the last one to drop stops it.
+    ticker: Mutex<Weak<EpochTicker>>,
+}
+
+impl HostShared {
+    /// The epoch ticker, started if no plugin holds it. Errors: the thread cannot start.
+    pub(super) fn ticker(&self) -> Result<Arc<EpochTicker>, PluginError> {
+        let mut ticker = self.ticker.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = ticker.upgrade() {
+            return Ok(running);
+        }
+        let started = Arc::new(EpochTicker::start(self.engine.clone())?);
+        *ticker = Arc::downgrade(&started);
+        Ok(started)
+    }
 }
 
 impl PluginHost {
-    /// Creates the engine and starts the epoch ticker; registers the plugin metric families into
-    /// `registry` (call once per registry). `cache_dir` (e.g. `<storage.path>/plugins-cache`)
-    /// keeps compiled code across restarts, keyed by the wasm's SHA-256 and the engine's
-    /// compatibility hash; `None` compiles every time. Errors: the engine cannot be configured or
-    /// the ticker thread cannot start.
+    /// Creates the engine and registers the plugin metric families into `registry` (call once
+    /// per registry). `cache_dir` (e.g. `<storage.path>/plugins-cache`) keeps compiled code
+    /// across restarts, keyed by the wasm's SHA-256 and the engine's compatibility hash; `None`
+    /// compiles every time. Errors: the engine cannot be configured.
     pub fn new(cache_dir: Option<PathBuf>, registry: &mut Registry) -> Result<PluginHost, PluginError> {
         PluginHost::with_symbols(cache_dir, registry, Symbols::default())
     }
@@ -53,7 +65,6 @@ impl PluginHost {
         symbols: Symbols,
     ) -> Result<PluginHost, PluginError> {
         let engine = engine::new_engine()?;
-        let ticker = EpochTicker::start(engine.clone())?;
         let cache = cache_dir.map(|dir| CodeCache::new(dir, &engine));
         let families = PluginFamilies::register(registry);
         Ok(PluginHost {
@@ -62,7 +73,7 @@ impl PluginHost {
                 symbols,
                 families,
                 cache,
-                _ticker: ticker,
+                ticker: Mutex::new(Weak::new()),
             }),
         })
     }

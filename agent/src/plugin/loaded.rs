@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use crate::config::{OnError, PluginConfig};
 
 use super::breaker::{Breaker, OPEN_FOR};
-use super::engine::deadline_ticks;
+use super::engine::{EpochTicker, deadline_ticks};
 use super::failure::Failure;
 use super::host::HostShared;
 use super::info::{Needs, PluginInfo};
@@ -41,6 +41,8 @@ struct Inner {
     cfg: PluginConfig,
     config_json: String,
     host: Arc<HostShared>,
+    /// Keeps the epoch ticker running while this plugin can be called.
+    _ticker: Arc<EpochTicker>,
     metrics: PluginMetrics,
     log: Arc<PluginLog>,
     info: Mutex<PluginInfo>,
@@ -96,6 +98,7 @@ impl Plugin {
         let inner = Inner {
             cfg: cfg.clone(),
             config_json,
+            _ticker: host.ticker()?,
             host,
             metrics,
             log,

@@ -120,8 +120,9 @@ pub struct AppendCounts {
     pub duplicates: usize,
 }
 
-/// Appends scrapes of one target: holds what stays the same from scrape to scrape.
-#[derive(Debug, Clone)]
+/// Appends scrapes of one target: holds what stays the same from scrape to scrape, and buffers
+/// reused by every scrape.
+#[derive(Debug)]
 pub struct Appender {
     /// Labels of the target, added to every series.
     pub target_labels: Labels,
@@ -129,6 +130,10 @@ pub struct Appender {
     pub opts: AppendOptions,
     /// Where new series are prepared for.
     pub remote: RemoteWrite,
+    /// Samples waiting for their series' preparation or for the filter plugins.
+    deferred: Vec<Deferred>,
+    /// The filter stage's buffers.
+    filter: filter::Scratch,
 }
 
 /// A sample whose queueing waits for its series' preparation or for the filter plugins.
@@ -156,12 +161,24 @@ pub(super) enum Fate {
 }
 
 impl Appender {
+    /// An appender for the target with `target_labels`, of a job with `opts`, queueing into
+    /// `remote`.
+    pub fn new(target_labels: Labels, opts: AppendOptions, remote: RemoteWrite) -> Appender {
+        Appender {
+            target_labels,
+            opts,
+            remote,
+            deferred: Vec::new(),
+            filter: filter::Scratch::default(),
+        }
+    }
+
     /// Parses `body` and encodes the samples to queue into `batch`, timestamped `timestamp_ms`
     /// (ms since the epoch) unless the exposition carries its own and `honor_timestamps` is set.
     /// On error the caller discards `batch` and fails the scrape; `counts` still holds what was
     /// counted, for the report.
     pub fn append(
-        &self,
+        &mut self,
         body: &[u8],
         format: Format,
         timestamp_ms: i64,
@@ -206,7 +223,7 @@ impl Appender {
 
     #[allow(clippy::too_many_arguments)]
     fn append_pass(
-        &self,
+        &mut self,
         body: &[u8],
         format: Format,
         timestamp_ms: i64,
@@ -215,11 +232,13 @@ impl Appender {
         batch: &mut WriteBatch,
         counts: &mut AppendCounts,
     ) -> Result<(), Pass> {
-        let opts = &self.opts;
-        let filtering = !opts.filter_plugins.is_empty();
+        let filtering = !self.opts.filter_plugins.is_empty();
         let first_new = cache.len();
         let mut pending: Vec<(usize, Labels)> = Vec::new();
-        let mut deferred: Vec<Deferred> = Vec::new();
+        let mut deferred = std::mem::take(&mut self.deferred);
+        deferred.clear();
+        let this = &*self;
+        let opts = &this.opts;
         let mut queue = Queue::new(opts.sample_limit);
         let parsed = (|| {
             for entry in Parser::new(body, format) {
@@ -240,7 +259,7 @@ impl Appender {
                         position
                     }
                     Lookup::Miss(key) => {
-                        let lset = self.relabel(sample.series, format)?;
+                        let lset = this.relabel(sample.series, format)?;
                         let position = cache.insert(key, None, explicit);
                         let Some(lset) = lset else { continue };
                         pending.push((position, lset));
@@ -255,28 +274,42 @@ impl Appender {
                 }
             }
             // New series: relabel plugins, limits, remote-write preparation, in one batch.
-            self.prepare(pending, filtering, cache, counts)
+            this.prepare(pending, filtering, cache, counts)
         })();
-        if let Err(error) = parsed {
-            // Series inserted but never prepared must not stay cached as dropped.
-            cache.truncate(first_new);
-            return Err(Pass::Failed(error));
-        }
-
-        // Filter plugins see every sample of the scrape, then the survivors are queued.
-        let relabeled = if filtering {
-            filter::run(
-                &opts.filter_plugins,
-                generation,
-                &mut deferred,
-                cache,
-                &self.target_labels,
-            )?
-        } else {
-            Vec::new()
+        let result = match parsed {
+            Err(error) => {
+                // Series inserted but never prepared must not stay cached as dropped.
+                cache.truncate(first_new);
+                Err(Pass::Failed(error))
+            }
+            Ok(()) => self.queue_deferred(&mut deferred, generation, cache, batch, queue, counts),
         };
+        // Keep the buffer for the next scrape.
+        self.deferred = deferred;
+        result
+    }
+
+    /// Runs the filter plugins (if any) on the deferred samples, then queues the survivors;
+    /// fails when the scrape is over `sample_limit`.
+    fn queue_deferred(
+        &mut self,
+        deferred: &mut [Deferred],
+        generation: u32,
+        cache: &SeriesCache,
+        batch: &mut WriteBatch,
+        mut queue: Queue,
+        counts: &mut AppendCounts,
+    ) -> Result<(), Pass> {
+        // Filter plugins see every sample of the scrape, then the survivors are queued.
+        let relabeled = self.filter.run(
+            &self.opts.filter_plugins,
+            generation,
+            deferred,
+            cache,
+            &self.target_labels,
+        )?;
         let relabeled = self.remote.prepare_series(&relabeled, &self.target_labels);
-        for d in &deferred {
+        for d in deferred.iter() {
             let series = match d.fate {
                 Fate::Cached => cache.entry(d.position).series.as_ref(),
                 Fate::Dropped => None,
@@ -288,7 +321,7 @@ impl Appender {
         }
         counts.post_relabel = queue.pushed;
         if queue.over_limit() {
-            return Err(Pass::Failed(AppendError::SampleLimit(opts.sample_limit)));
+            return Err(Pass::Failed(AppendError::SampleLimit(self.opts.sample_limit)));
         }
         Ok(())
     }

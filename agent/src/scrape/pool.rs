@@ -159,11 +159,7 @@ impl ScrapePool {
 
     fn start_loop(&self, target: Arc<Target>) -> LoopHandle {
         info!(message = "Starting scrape loop.", job = %self.cfg.job_name, target = %target.url);
-        let appender = Appender {
-            target_labels: target.labels.clone(),
-            opts: self.opts.clone(),
-            remote: self.remote.clone(),
-        };
+        let appender = Appender::new(target.labels.clone(), self.opts.clone(), self.remote.clone());
         ScrapeLoop::new(
             target,
             self.scraper.clone(),

@@ -304,24 +304,17 @@ async fn appender(job_extra: &str, target: Labels) -> (Appender, RemoteWrite) {
     )
     .unwrap();
     let opts = AppendOptions::new(&cfg.scrape_configs[0], &PluginSet::default());
-    (
-        Appender {
-            target_labels: target,
-            opts,
-            remote: remote.clone(),
-        },
-        remote,
-    )
+    (Appender::new(target, opts, remote.clone()), remote)
 }
 
 /// Appends `body` once and returns the queued series as label text with their values, in the
 /// order they were queued (one shard).
-fn run(a: &Appender, body: &str) -> Result<Vec<(String, i64, f64)>, AppendError> {
+fn run(a: &mut Appender, body: &str) -> Result<Vec<(String, i64, f64)>, AppendError> {
     run_cached(a, &mut SeriesCache::default(), body)
 }
 
 /// [`run`] with the target's cache kept across calls.
-fn run_cached(a: &Appender, cache: &mut SeriesCache, body: &str) -> Result<Vec<(String, i64, f64)>, AppendError> {
+fn run_cached(a: &mut Appender, cache: &mut SeriesCache, body: &str) -> Result<Vec<(String, i64, f64)>, AppendError> {
     cache.begin();
     let mut batch = a.remote.batch(0);
     a.append(
@@ -349,14 +342,14 @@ fn target() -> Labels {
 
 #[tokio::test]
 async fn conflicting_labels_are_exported_unless_honored() {
-    let (a, _r) = appender("", target()).await;
-    let out = run(&a, "m{instance=\"x\",exported_instance=\"y\",job=\"z\"} 1\n").unwrap();
+    let (mut a, _r) = appender("", target()).await;
+    let out = run(&mut a, "m{instance=\"x\",exported_instance=\"y\",job=\"z\"} 1\n").unwrap();
     assert_eq!(
         out[0].0,
         "__name__=m,exported_exported_instance=x,exported_instance=y,exported_job=z,instance=t:1,job=j"
     );
-    let (a, _r) = appender("    honor_labels: true\n", target()).await;
-    let out = run(&a, "m{instance=\"x\"} 1\n").unwrap();
+    let (mut a, _r) = appender("    honor_labels: true\n", target()).await;
+    let out = run(&mut a, "m{instance=\"x\"} 1\n").unwrap();
     assert_eq!(out[0].0, "__name__=m,instance=x,job=j");
 
     let exposed = Labels::from_pairs([("__name__", "m"), ("job", "a"), ("instance", "b")]);
@@ -370,8 +363,8 @@ async fn conflicting_labels_are_exported_unless_honored() {
 #[tokio::test]
 async fn timestamps_duplicates_and_metric_relabeling() {
     let relabel = "    metric_relabel_configs:\n      - {source_labels: [__name__], regex: drop_me, action: drop}\n";
-    let (a, _r) = appender(relabel, target()).await;
-    let out = run(&a, "m 1 5000\nm 2 6000\ndrop_me 3\nn 4\n").unwrap();
+    let (mut a, _r) = appender(relabel, target()).await;
+    let out = run(&mut a, "m 1 5000\nm 2 6000\ndrop_me 3\nn 4\n").unwrap();
     let got: Vec<(i64, f64)> = out.iter().map(|(_, t, v)| (*t, *v)).collect();
     assert_eq!(
         got,
@@ -379,39 +372,42 @@ async fn timestamps_duplicates_and_metric_relabeling() {
         "duplicate m dropped, drop_me relabeled away"
     );
 
-    let (a, _r) = appender("    honor_timestamps: false\n", target()).await;
-    assert_eq!(run(&a, "m 1 5000\n").unwrap()[0].1, 1000);
+    let (mut a, _r) = appender("    honor_timestamps: false\n", target()).await;
+    assert_eq!(run(&mut a, "m 1 5000\n").unwrap()[0].1, 1000);
 
     let drop_name = "    metric_relabel_configs:\n      - {action: labeldrop, regex: __name__}\n";
-    let (a, _r) = appender(drop_name, target()).await;
-    assert_eq!(run(&a, "m 1\n").unwrap_err(), AppendError::NameLabelMissing);
+    let (mut a, _r) = appender(drop_name, target()).await;
+    assert_eq!(run(&mut a, "m 1\n").unwrap_err(), AppendError::NameLabelMissing);
 }
 
 #[tokio::test]
 async fn limits_fail_the_whole_scrape() {
-    let (a, _r) = appender("    sample_limit: 2\n", target()).await;
-    assert_eq!(run(&a, "a 1\nb 1\n").unwrap().len(), 2);
-    assert_eq!(run(&a, "a 1\nb 1\nc 1\n").unwrap_err(), AppendError::SampleLimit(2));
+    let (mut a, _r) = appender("    sample_limit: 2\n", target()).await;
+    assert_eq!(run(&mut a, "a 1\nb 1\n").unwrap().len(), 2);
+    assert_eq!(run(&mut a, "a 1\nb 1\nc 1\n").unwrap_err(), AppendError::SampleLimit(2));
 
-    let (a, _r) = appender("    label_limit: 3\n", target()).await;
-    assert!(run(&a, "a 1\n").is_ok());
+    let (mut a, _r) = appender("    label_limit: 3\n", target()).await;
+    assert!(run(&mut a, "a 1\n").is_ok());
     assert!(matches!(
-        run(&a, "a{x=\"1\"} 1\n").unwrap_err(),
+        run(&mut a, "a{x=\"1\"} 1\n").unwrap_err(),
         AppendError::LabelLimit { count: 4, .. }
     ));
 
-    let (a, _r) = appender("    label_name_length_limit: 8\n", target()).await;
+    let (mut a, _r) = appender("    label_name_length_limit: 8\n", target()).await;
     assert!(matches!(
-        run(&a, "a{long_name=\"1\"} 1\n").unwrap_err(),
+        run(&mut a, "a{long_name=\"1\"} 1\n").unwrap_err(),
         AppendError::LabelNameLength { .. }
     ));
 
-    let (a, _r) = appender("    label_value_length_limit: 3\n", target()).await;
+    let (mut a, _r) = appender("    label_value_length_limit: 3\n", target()).await;
     assert!(matches!(
-        run(&a, "a{x=\"long\"} 1\n").unwrap_err(),
+        run(&mut a, "a{x=\"long\"} 1\n").unwrap_err(),
         AppendError::LabelValueLength { .. }
     ));
-    assert!(matches!(run(&a, "a{x=\"1\" 1\n").unwrap_err(), AppendError::Parse(_)));
+    assert!(matches!(
+        run(&mut a, "a{x=\"1\" 1\n").unwrap_err(),
+        AppendError::Parse(_)
+    ));
 }
 
 // === Appender with plugins (the hostile test guest, see tests/guests/hostile) ===
@@ -437,11 +433,7 @@ async fn plugin_appender(plugins: &[(&str, &str, &str)], job_extra: &str) -> (Ap
     let set = PluginSet::load(&host, &cfg.plugins, &PluginSet::default()).unwrap();
     let remote_families = RemoteWriteFamilies::register(&mut registry);
     let remote = RemoteWrite::new(&cfg.remote_write, &cfg.global.external_labels, &remote_families, &set).unwrap();
-    let appender = Appender {
-        target_labels: target(),
-        opts: AppendOptions::new(&cfg.scrape_configs[0], &set),
-        remote,
-    };
+    let appender = Appender::new(target(), AppendOptions::new(&cfg.scrape_configs[0], &set), remote);
     (appender, registry)
 }
 
@@ -457,23 +449,23 @@ fn plugin_calls(registry: &Registry, plugin: &str, stage: &str) -> String {
 
 #[tokio::test]
 async fn relabel_plugins_run_once_per_new_series_and_are_cached() {
-    let (a, registry) = plugin_appender(&[("r", "relabel", "{mode: modify}")], "").await;
+    let (mut a, registry) = plugin_appender(&[("r", "relabel", "{mode: modify}")], "").await;
     let mut cache = SeriesCache::default();
     let body = "a{drop_me=\"x\"} 1\nb_drop 2\nc 3\n";
-    let out = run_cached(&a, &mut cache, body).unwrap();
+    let out = run_cached(&mut a, &mut cache, body).unwrap();
     let want = [
         ("__name__=a,copy=a,instance=t:1,job=j,plugin=hostile", 1.0),
         ("__name__=c,copy=c,instance=t:1,job=j,plugin=hostile", 3.0),
     ];
     let got: Vec<(&str, f64)> = out.iter().map(|(l, _, v)| (l.as_str(), *v)).collect();
     assert_eq!(got, want, "labels edited, b_drop dropped, values untouched");
-    assert_eq!(run_cached(&a, &mut cache, body).unwrap().len(), 2);
+    assert_eq!(run_cached(&mut a, &mut cache, body).unwrap().len(), 2);
     assert_eq!(
         plugin_calls(&registry, "r", "relabel"),
         "1",
         "the second scrape hit the cache"
     );
-    let out = run_cached(&a, &mut cache, "c 4\nd 5\n").unwrap();
+    let out = run_cached(&mut a, &mut cache, "c 4\nd 5\n").unwrap();
     assert_eq!(out[1].0, "__name__=d,copy=d,instance=t:1,job=j,plugin=hostile");
     assert_eq!(
         plugin_calls(&registry, "r", "relabel"),
@@ -485,10 +477,10 @@ async fn relabel_plugins_run_once_per_new_series_and_are_cached() {
 #[tokio::test]
 async fn filter_plugins_see_every_scrape_with_values() {
     let plugins = [("f", "filter", "{mode: modify, needs: [values]}")];
-    let (a, registry) = plugin_appender(&plugins, "    sample_limit: 2\n").await;
+    let (mut a, registry) = plugin_appender(&plugins, "    sample_limit: 2\n").await;
     let mut cache = SeriesCache::default();
     for scrape in 1..=2 {
-        let out = run_cached(&a, &mut cache, "a 1\nb_drop 2\nc 3\n").unwrap();
+        let out = run_cached(&mut a, &mut cache, "a 1\nb_drop 2\nc 3\n").unwrap();
         let got: Vec<(&str, f64)> = out.iter().map(|(l, _, v)| (l.as_str(), *v)).collect();
         assert_eq!(
             got,
@@ -501,7 +493,7 @@ async fn filter_plugins_see_every_scrape_with_values() {
         assert_eq!(plugin_calls(&registry, "f", "filter"), scrape.to_string());
     }
     assert_eq!(
-        run_cached(&a, &mut cache, "a 1\nc 3\nd 4\n").unwrap_err(),
+        run_cached(&mut a, &mut cache, "a 1\nc 3\nd 4\n").unwrap_err(),
         AppendError::SampleLimit(2)
     );
 }
@@ -509,10 +501,10 @@ async fn filter_plugins_see_every_scrape_with_values() {
 #[tokio::test]
 async fn a_failed_scrape_forgets_the_series_it_had_not_prepared() {
     let drop_name = "    metric_relabel_configs:\n      - {action: labeldrop, regex: __name__, source_labels: []}\n";
-    let (a, _registry) = plugin_appender(&[("r", "relabel", "{mode: keep}")], drop_name).await;
+    let (mut a, _registry) = plugin_appender(&[("r", "relabel", "{mode: keep}")], drop_name).await;
     let mut cache = SeriesCache::default();
     assert_eq!(
-        run_cached(&a, &mut cache, "m 1\n").unwrap_err(),
+        run_cached(&mut a, &mut cache, "m 1\n").unwrap_err(),
         AppendError::NameLabelMissing
     );
     assert!(cache.is_empty(), "no placeholder left to pass for a dropped series");
