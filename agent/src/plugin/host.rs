@@ -1,7 +1,7 @@
 //! The agent-wide plugin host: engine, epoch ticker, symbol table, metrics and code cache.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use prometheus_client::registry::Registry;
 use wasmtime::Engine;
@@ -28,32 +28,54 @@ pub struct PluginHost {
 /// What the host and every plugin share.
 #[derive(Debug)]
 pub(super) struct HostShared {
-    pub(super) engine: Engine,
+    /// The engine and the code cache, made by the first load: an agent without plugins keeps
+    /// no compiler state in memory.
+    runtime: OnceLock<Runtime>,
+    cache_dir: Option<PathBuf>,
     pub(super) symbols: Symbols,
     pub(super) families: PluginFamilies,
-    pub(super) cache: Option<CodeCache>,
     /// The running ticker, shared by the loaded plugins: the last one to drop stops it.
     ticker: Mutex<Weak<EpochTicker>>,
 }
 
+/// What compiling and running plugins needs.
+#[derive(Debug)]
+pub(super) struct Runtime {
+    pub(super) engine: Engine,
+    pub(super) cache: Option<CodeCache>,
+}
+
 impl HostShared {
+    /// The engine and code cache, created on first use. Errors: the engine cannot be
+    /// configured.
+    pub(super) fn runtime(&self) -> Result<&Runtime, PluginError> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
+        let engine = engine::new_engine()?;
+        let cache = self.cache_dir.clone().map(|dir| CodeCache::new(dir, &engine));
+        // A racing first load may have set it meanwhile; either engine is equivalent.
+        Ok(self.runtime.get_or_init(|| Runtime { engine, cache }))
+    }
+
     /// The epoch ticker, started if no plugin holds it. Errors: the thread cannot start.
     pub(super) fn ticker(&self) -> Result<Arc<EpochTicker>, PluginError> {
         let mut ticker = self.ticker.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(running) = ticker.upgrade() {
             return Ok(running);
         }
-        let started = Arc::new(EpochTicker::start(self.engine.clone())?);
+        let started = Arc::new(EpochTicker::start(self.runtime()?.engine.clone())?);
         *ticker = Arc::downgrade(&started);
         Ok(started)
     }
 }
 
 impl PluginHost {
-    /// Creates the engine and registers the plugin metric families into `registry` (call once
-    /// per registry). `cache_dir` (e.g. `<storage.path>/plugins-cache`) keeps compiled code
-    /// across restarts, keyed by the wasm's SHA-256 and the engine's compatibility hash; `None`
-    /// compiles every time. Errors: the engine cannot be configured.
+    /// Registers the plugin metric families into `registry` (call once per registry); the
+    /// engine is created by the first [`load`](Self::load). `cache_dir` (e.g.
+    /// `<storage.path>/plugins-cache`) keeps compiled code across restarts, keyed by the wasm's
+    /// SHA-256 and the engine's compatibility hash; `None` compiles every time. Errors: none
+    /// today; the `Result` keeps room for setup that can fail.
     pub fn new(cache_dir: Option<PathBuf>, registry: &mut Registry) -> Result<PluginHost, PluginError> {
         PluginHost::with_symbols(cache_dir, registry, Symbols::default())
     }
@@ -64,15 +86,13 @@ impl PluginHost {
         registry: &mut Registry,
         symbols: Symbols,
     ) -> Result<PluginHost, PluginError> {
-        let engine = engine::new_engine()?;
-        let cache = cache_dir.map(|dir| CodeCache::new(dir, &engine));
         let families = PluginFamilies::register(registry);
         Ok(PluginHost {
             shared: Arc::new(HostShared {
-                engine,
+                runtime: OnceLock::new(),
+                cache_dir,
                 symbols,
                 families,
-                cache,
                 ticker: Mutex::new(Weak::new()),
             }),
         })
@@ -93,7 +113,8 @@ impl PluginHost {
 
     /// Where the compiled code of a wasm with this SHA-256 is cached, if there is a cache.
     pub fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
-        self.shared.cache.as_ref().map(|c| c.path(sha256))
+        let runtime = self.shared.runtime().ok()?;
+        runtime.cache.as_ref().map(|c| c.path(sha256))
     }
 
     /// Watches every plugin's file (its directory, with notify, debounced): when a file's

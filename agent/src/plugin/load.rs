@@ -12,7 +12,7 @@ use wasmtime::component::Component;
 
 use super::PluginError;
 use super::bindings::TrawlPluginPre;
-use super::engine::CodeCache;
+use super::engine::{self, CodeCache};
 use super::sandbox::{self, HostState, LinkError};
 
 /// A compiled, linked plugin: instances are created from it cheaply (at load, after a trap).
@@ -67,6 +67,7 @@ pub(super) fn compile(
             if let Some(cache) = cache {
                 cache.store(&sha256, &component);
             }
+            engine::release_freed_memory();
             component
         }
     };

@@ -74,9 +74,10 @@ impl std::fmt::Debug for Plugin {
 
 /// Compiles `cfg`'s file with the host's engine and cache.
 fn compile(host: &HostShared, cfg: &PluginConfig) -> Result<Code, PluginError> {
+    let runtime = host.runtime()?;
     load::compile(
-        &host.engine,
-        host.cache.as_ref(),
+        &runtime.engine,
+        runtime.cache.as_ref(),
         &cfg.name,
         &cfg.path,
         cfg.sha256.as_deref(),
