@@ -5,7 +5,8 @@ use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -50,36 +51,72 @@ pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_nanos().div_ceil(tick) + 1).min(u64::MAX as u128) as u64
 }
 
-/// A thread that increments the engine's epoch every [`EPOCH_TICK`]; stops when dropped.
+/// A thread that increments the engine's epoch every [`EPOCH_TICK`] while a guest call runs, and
+/// sleeps otherwise, so plugins that are rarely called (relabel and write stages) cost no
+/// wake-ups; stops when dropped.
 #[derive(Debug)]
 pub(super) struct EpochTicker {
-    stop: Option<mpsc::Sender<()>>,
+    shared: Arc<TickerShared>,
     thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct TickerShared {
+    /// Guest calls running now.
+    in_flight: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// A guest call in progress: the ticker counts epochs until it drops.
+pub(super) struct Running<'a>(&'a TickerShared);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EpochTicker {
     pub(super) fn start(engine: Engine) -> Result<EpochTicker, PluginError> {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = Arc::new(TickerShared::default());
+        let ticker = shared.clone();
         let thread = std::thread::Builder::new()
             .name("plugin-epoch".into())
             .spawn(move || {
-                // Dropping the sender (or sending) ends the loop.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                while !ticker.stop.load(Ordering::Acquire) {
+                    if ticker.in_flight.load(Ordering::Acquire) == 0 {
+                        // `running` and `drop` unpark us; a spurious wake-up just loops.
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
             })
             .map_err(PluginError::Ticker)?;
         Ok(EpochTicker {
-            stop: Some(stop),
+            shared,
             thread: Some(thread),
         })
+    }
+
+    /// Marks a guest call as running until the returned guard drops; deadlines set with
+    /// `set_epoch_deadline` only advance while some call runs.
+    pub(super) fn running(&self) -> Running<'_> {
+        if self.shared.in_flight.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(thread) = &self.thread
+        {
+            thread.thread().unpark();
+        }
+        Running(&self.shared)
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        self.shared.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

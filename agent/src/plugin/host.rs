@@ -17,8 +17,8 @@ use super::{Plugin, PluginError};
 /// Agent-wide plugin runtime; one per agent process, cheap to clone (`Arc`).
 ///
 /// Owns the wasmtime engine (Cranelift, epoch interruption, no concurrency support), the epoch
-/// ticker thread (10 ms tick; it runs only while a [`Plugin`] is loaded, so an agent without
-/// plugins has no extra wake-ups), the [`Symbols`] table, the `trawl_agent_plugin_*` metric
+/// ticker thread (10 ms ticks during guest calls only; the thread exists while a [`Plugin`] is
+/// loaded), the [`Symbols`] table, the `trawl_agent_plugin_*` metric
 /// families, and the compiled-code cache directory.
 #[derive(Clone, Debug)]
 pub struct PluginHost {

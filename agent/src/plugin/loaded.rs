@@ -41,8 +41,8 @@ struct Inner {
     cfg: PluginConfig,
     config_json: String,
     host: Arc<HostShared>,
-    /// Keeps the epoch ticker running while this plugin can be called.
-    _ticker: Arc<EpochTicker>,
+    /// Counts epochs during this plugin's guest calls; shared by the loaded plugins.
+    ticker: Arc<EpochTicker>,
     metrics: PluginMetrics,
     log: Arc<PluginLog>,
     info: Mutex<PluginInfo>,
@@ -99,7 +99,7 @@ impl Plugin {
         let inner = Inner {
             cfg: cfg.clone(),
             config_json,
-            _ticker: host.ticker()?,
+            ticker: host.ticker()?,
             host,
             metrics,
             log,
@@ -228,6 +228,7 @@ impl Inner {
     /// A fresh instance of `code`, counted.
     fn start(&self, code: &Code) -> Result<(Instance, PluginInfo), StartError> {
         self.metrics.instantiations.inc();
+        let _running = self.ticker.running();
         Instance::start(
             code,
             self.cfg.memory_limit,
@@ -264,6 +265,7 @@ impl Inner {
                 slot.insert(instance)
             }
         };
+        let _running = self.ticker.running();
         let result = instance.process(batch, &self.host.symbols, state.needs, deadline_ticks(self.cfg.timeout));
         if result.as_ref().is_err_and(Failure::poisons_instance) {
             state.instance = None;

@@ -284,8 +284,11 @@ impl Appender {
             }
             Ok(()) => self.queue_deferred(&mut deferred, generation, cache, batch, queue, counts),
         };
-        // Keep the buffer for the next scrape.
-        self.deferred = deferred;
+        // With filter plugins every scrape defers all its samples: keep the buffer. Without,
+        // only new series wait, rarely after the first scrape: free it.
+        if filtering {
+            self.deferred = deferred;
+        }
         result
     }
 
@@ -369,7 +372,7 @@ impl Appender {
             if lset.is_some() {
                 let entry = cache.entry_mut(position);
                 entry.series = prepared.next();
-                entry.symbols = symbols.next().unwrap_or_default();
+                entry.symbols = symbols.next().map(Box::new);
             }
         }
         Ok(())

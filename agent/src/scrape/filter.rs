@@ -74,7 +74,7 @@ impl Scratch {
                 let ids: &[u32] = match d.fate {
                     Fate::Dropped => continue,
                     Fate::Cached if cache.entry(d.position).series.is_none() => continue,
-                    Fate::Cached => &cache.entry(d.position).symbols,
+                    Fate::Cached => cache.entry(d.position).symbols.as_deref().map_or(&[], |ids| &ids[..]),
                     Fate::Relabeled(i) => {
                         intern_pairs(&mut symbols, &relabeled[i], pairs);
                         pairs
