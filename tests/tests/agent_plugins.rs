@@ -277,8 +277,9 @@ async fn hot_reload_under_load_loses_no_sample() -> Result<()> {
     assert_eq!(errors, 0.0);
     agent.terminate(Duration::from_secs(30))?;
 
-    // Both counts come from the same scrapes (same timestamps), so they match exactly.
-    let per_target = prom.query("count_over_time(up{job=\"load\"}[10m])").await?;
+    // Both counts come from the same scrapes (same timestamps), so they match exactly; a failed
+    // scrape (up = 0) delivers no samples and is not counted.
+    let per_target = prom.query("sum_over_time(up{job=\"load\"}[10m])").await?;
     let series = prom
         .query("count by (instance) (count_over_time(load_metric[10m]))")
         .await?;
