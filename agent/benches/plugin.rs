@@ -25,13 +25,20 @@ fn main() {
     divan::main();
 }
 
-/// The keep-all plugin's config; `needs` are its columns.
+/// The keep-all plugin's config (the bare wit-bindgen guest); `needs` are its columns.
 fn keep_config(needs: &[&str]) -> PluginConfig {
+    guest_config(
+        test_guests::guests().hostile.clone(),
+        json!({"mode": "keep", "needs": needs}),
+    )
+}
+
+fn guest_config(path: std::path::PathBuf, config: serde_json::Value) -> PluginConfig {
     PluginConfig {
         name: "keep".into(),
-        path: test_guests::guests().hostile.clone(),
+        path,
         sha256: None,
-        config: json!({"mode": "keep", "needs": needs}),
+        config,
         // A failing call would drop the batch, which the warm-up below would notice.
         on_error: OnError::FailClosed,
         timeout: Duration::from_millis(50),
@@ -41,8 +48,12 @@ fn keep_config(needs: &[&str]) -> PluginConfig {
 
 /// A host and a keep-all plugin.
 fn keep_plugin(needs: &[&str]) -> (PluginHost, Plugin) {
+    load(&keep_config(needs))
+}
+
+fn load(cfg: &PluginConfig) -> (PluginHost, Plugin) {
     let host = PluginHost::new(None, &mut Registry::default()).expect("plugin host");
-    let plugin = host.load(&keep_config(needs)).expect("load the keep plugin");
+    let plugin = host.load(cfg).expect("load the keep plugin");
     (host, plugin)
 }
 
@@ -92,6 +103,18 @@ fn keep_relabel(bencher: Bencher, n: usize) {
 fn keep_filter_values(bencher: Bencher, n: usize) {
     let (host, plugin) = keep_plugin(&["values", "timestamps"]);
     let batch = batch(&host, Stage::Filter, n);
+    warm_up(&plugin, &batch);
+    bencher
+        .counter(ItemsCount::new(n))
+        .bench_local(|| plugin.process(divan::black_box(&batch)).map(|o| o.len()));
+}
+
+/// The keep-all plugin written with the SDK (`tests/guests/sdk-keep`, reads each metric name):
+/// what a plugin author's keep-all costs, SDK included.
+#[divan::bench(args = [1, 1000])]
+fn sdk_keep_relabel(bencher: Bencher, n: usize) {
+    let (host, plugin) = load(&guest_config(test_guests::guests().sdk_keep.clone(), json!({})));
+    let batch = batch(&host, Stage::Relabel, n);
     warm_up(&plugin, &batch);
     bencher
         .counter(ItemsCount::new(n))

@@ -13,6 +13,8 @@ pub struct Guests {
     pub hostile: PathBuf,
     /// `tests/guests/wasi-fs`: imports `wasi:filesystem`, must be refused at load.
     pub wasi_fs: PathBuf,
+    /// `tests/guests/sdk-keep`: keeps everything, written with the SDK (the benchmark's SDK case).
+    pub sdk_keep: PathBuf,
 }
 
 /// Builds the guests on first use. Panics with cargo's output if the build fails (e.g. the
@@ -27,7 +29,7 @@ pub fn guests() -> &'static Guests {
             .map(PathBuf::from)
             .unwrap_or_else(|| repo.join("target"))
             .join("guests");
-        for name in ["hostile", "wasi-fs"] {
+        for name in ["hostile", "wasi-fs", "sdk-keep"] {
             let manifest = repo.join("tests/guests").join(name).join("Cargo.toml");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let output = Command::new(cargo)
@@ -58,6 +60,7 @@ pub fn guests() -> &'static Guests {
         Guests {
             hostile: out.join("hostile.wasm"),
             wasi_fs: out.join("wasi_fs.wasm"),
+            sdk_keep: out.join("sdk_keep.wasm"),
         }
     })
 }

@@ -167,6 +167,23 @@ fn loads_inits_and_keeps() {
     }
 }
 
+/// A plugin crate that uses the SDK by path, as an author's would, loads and answers through the
+/// real host.
+#[test]
+fn an_sdk_plugin_built_outside_the_workspace_keeps_all() {
+    let f = Fixture::new();
+    let plugin = f.load(&cfg(&guests().sdk_keep, json!({})));
+    let info = plugin.info();
+    assert_eq!((info.name.as_str(), info.version.as_str()), ("sdk-keep", "0.1.0"));
+    let batch = f.batch(Stage::Filter, &[UP, GONE, OTHER]);
+    let outcome = plugin.process(&batch).expect("fresh batch");
+    assert!(outcome.keeps_all() && outcome.len() == 3);
+    assert_eq!(
+        f.metric("trawl_agent_plugin_errors_total{plugin=\"p\",reason=\"invalid_output\"}"),
+        0.0
+    );
+}
+
 #[test]
 fn an_empty_batch_is_not_sent() {
     let f = Fixture::new();
