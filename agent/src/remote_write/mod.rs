@@ -115,11 +115,12 @@ impl RemoteWrite {
 
     /// Prepares new series of one target (their final labels after scrape relabeling and
     /// plugins) for every endpoint: external labels, then each endpoint's write relabeling and
-    /// write-stage plugins (one call per plugin for the whole slice); see [`PreparedSeries`].
-    /// `target` is the target's labels, for plugins that ask for them. Call once per series and
-    /// cache the result.
-    pub fn prepare_series(&self, series: &[Labels], target: &Labels) -> Vec<PreparedSeries> {
-        let merged: Vec<Labels> = series.iter().map(|l| self.with_external_labels(l)).collect();
+    /// write-stage plugins (one call per plugin for all of them); see [`PreparedSeries`]. Takes
+    /// the label sets (the external labels are merged in place); returns one prepared series
+    /// per set, in order. `target` is the target's labels, for plugins that ask for them. Call
+    /// once per series and cache the result.
+    pub fn prepare_series(&self, mut merged: Vec<Labels>, target: &Labels) -> Vec<PreparedSeries> {
+        merged.iter_mut().for_each(|l| self.add_external_labels(l));
         let encoded: Vec<Vec<u8>> = merged.iter().map(encode_labels).collect();
         let per_endpoint: Vec<_> = self
             .inner
@@ -148,15 +149,13 @@ impl RemoteWrite {
             .fold(0, |acc, e| acc.wrapping_mul(31).wrapping_add(e.plugins_version()))
     }
 
-    /// `labels` with the external labels it lacks.
-    fn with_external_labels(&self, labels: &Labels) -> Labels {
-        let mut merged = labels.clone();
+    /// Adds the external labels `labels` lacks.
+    fn add_external_labels(&self, labels: &mut Labels) {
         for external in &self.inner.external_labels {
-            if !merged.contains(&external.name) {
-                merged.set(external.name.clone(), external.value.clone());
+            if !labels.contains(&external.name) {
+                labels.set(external.name.clone(), external.value.clone());
             }
         }
-        merged
     }
 
     /// An empty batch to encode one scrape's samples into (see [`WriteBatch::push`]), with room

@@ -26,8 +26,7 @@ use crate::test_support::WAIT;
 
 /// Prepares one series of a target without labels.
 fn prepare(rw: &RemoteWrite, labels: &Labels) -> PreparedSeries {
-    rw.prepare_series(std::slice::from_ref(labels), &Labels::new())
-        .remove(0)
+    rw.prepare_series(vec![labels.clone()], &Labels::new()).remove(0)
 }
 
 // === Helpers ===

@@ -311,7 +311,7 @@ impl Appender {
             cache,
             &self.target_labels,
         )?;
-        let relabeled = self.remote.prepare_series(&relabeled, &self.target_labels);
+        let relabeled = self.remote.prepare_series(relabeled, &self.target_labels);
         for d in deferred.iter() {
             let series = match d.fate {
                 Fate::Cached => cache.entry(d.position).series.as_ref(),
@@ -360,20 +360,22 @@ impl Appender {
             }
             check_label_limits(lset, &self.opts)?;
         }
-        let kept: Vec<Labels> = sets.iter().flatten().cloned().collect();
+        let (positions, kept): (Vec<usize>, Vec<Labels>) = positions
+            .into_iter()
+            .zip(sets)
+            .filter_map(|(position, lset)| Some((position, lset?)))
+            .unzip();
         counts.series_added += kept.len();
         let symbols = match self.opts.filter_plugins.host() {
             Some(host) if filtering => filter::intern(host, &kept),
             _ => Vec::new(),
         };
         let mut symbols = symbols.into_iter();
-        let mut prepared = self.remote.prepare_series(&kept, &self.target_labels).into_iter();
-        for (position, lset) in positions.into_iter().zip(&sets) {
-            if lset.is_some() {
-                let entry = cache.entry_mut(position);
-                entry.series = prepared.next();
-                entry.symbols = symbols.next().map(Box::new);
-            }
+        let prepared = self.remote.prepare_series(kept, &self.target_labels);
+        for (position, series) in positions.into_iter().zip(prepared) {
+            let entry = cache.entry_mut(position);
+            entry.series = Some(series);
+            entry.symbols = symbols.next().map(Box::new);
         }
         Ok(())
     }

@@ -87,7 +87,7 @@ impl ScrapeLoop {
         });
         let report = appender
             .remote
-            .prepare_series(&report, &target.labels)
+            .prepare_series(report.into(), &target.labels)
             .try_into()
             .expect("one prepared series per report series");
         ScrapeLoop {
