@@ -194,7 +194,8 @@ impl Appender {
             cache.sync_version(version);
             *counts = AppendCounts::default();
             match self.append_pass(body, format, timestamp_ms, generation, cache, batch, counts) {
-                Err(Pass::Stale) => cache.sync_version(version.wrapping_add(1)),
+                // The cached symbol ids are of an older generation: prepare every series again.
+                Err(Pass::Stale) => cache.truncate(0),
                 Err(Pass::Failed(error)) => return Err(error),
                 Ok(()) => return Ok(()),
             }
