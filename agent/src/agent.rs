@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::discovery::KubernetesRegistry;
 use crate::plugin::{PluginError, PluginHost, PluginSet, PluginWatcher};
 use crate::remote_write::{RemoteWrite, RemoteWriteError, RemoteWriteFamilies};
 use crate::scrape::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
@@ -105,6 +106,7 @@ struct Shared {
     host: PluginHost,
     scrape_families: ScrapeFamilies,
     remote_families: RemoteWriteFamilies,
+    kubernetes: KubernetesRegistry,
     seed: u64,
 }
 
@@ -123,11 +125,13 @@ pub async fn run(opts: AgentOptions, listener: TcpListener, shutdown: Cancellati
     let remote_families = RemoteWriteFamilies::register(&mut registry);
     let reload_metrics = ReloadMetrics::register(&mut registry);
     let host = PluginHost::new(Some(opts.storage_path.join(PLUGIN_CACHE_DIR)), &mut registry)?;
+    let kubernetes = KubernetesRegistry::new(&mut registry);
     let targets = SharedTargets::default();
     let shared = Shared {
         host,
         scrape_families,
         remote_families,
+        kubernetes,
         seed: offset_seed(&config),
     };
 
@@ -246,6 +250,7 @@ impl Shared {
             remote.clone(),
             plugins.clone(),
             self.scrape_families.clone(),
+            self.kubernetes.clone(),
             self.seed,
             targets,
         );

@@ -2,7 +2,8 @@
 //!
 //! Data flows top to bottom through these modules:
 //! - [`config`]: the Prometheus-compatible YAML config (`--config.file`), loaded and validated once.
-//! - [`discovery`]: target groups from `static_configs` and `file_sd_configs`.
+//! - [`discovery`]: target groups from `static_configs`, `file_sd_configs` and
+//!   `kubernetes_sd_configs` (kube-rs watchers shared between jobs).
 //! - [`scrape`]: a scrape pool per job and a scrape loop per target, with the per-target series cache.
 //! - [`plugin`]: the Wasm plugin host (wasmtime) and the relabel, filter and write stages.
 //! - [`remote_write`]: per-endpoint queues, shards and the remote write 1.0 client.

@@ -39,3 +39,20 @@ ensure_wasm_target() {
   echo "==> rustup target add wasm32-wasip2"
   rustup target add wasm32-wasip2
 }
+
+# ensure_static_toolchain TARGET... — what `cargo zigbuild` needs for static musl builds: the
+# Rust targets, zig (PyPI `ziglang`, which cargo-zigbuild runs as `python3 -m ziglang`) and
+# cargo-zigbuild itself (pinned: newer releases may need a newer rustc than ours).
+CARGO_ZIGBUILD_VERSION=0.24.1
+ensure_static_toolchain() {
+  local target
+  for target in "$@"; do
+    rustup target list --installed 2>/dev/null | grep -qx "$target" && continue
+    echo "==> rustup target add $target"
+    rustup target add "$target"
+  done
+  install_pip ziglang:ziglang
+  command -v cargo-zigbuild >/dev/null 2>&1 && return 0
+  echo "==> cargo install cargo-zigbuild $CARGO_ZIGBUILD_VERSION"
+  cargo install cargo-zigbuild --version "$CARGO_ZIGBUILD_VERSION" --locked
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod kube_api;
 pub mod wasm;
 
 /// A free port on 127.0.0.1 (bound, then released for the child to take).

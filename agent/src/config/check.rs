@@ -1,6 +1,6 @@
 //! `trawl-agent check-config FILE`: load the config as the agent would, then check what promtool
-//! `check config` checks on disk: TLS and credential files exist, and every file_sd file that
-//! matches now holds valid target groups.
+//! `check config` checks on disk: TLS and credential files (and `kubeconfig_file`s) exist, and
+//! every file_sd file that matches now holds valid target groups.
 
 use std::fmt;
 use std::path::Path;
@@ -9,7 +9,8 @@ use super::{Config, ConfigError, HttpClientConfig};
 use crate::discovery::file::{expand_patterns, read_target_groups};
 
 /// What a successful check found. Display gives the part after promtool's `SUCCESS: `, e.g.
-/// `2 scrape configs, 1 remote_write, 3 file_sd files` (the file_sd part only when non-zero).
+/// `2 scrape configs, 1 remote_write, 3 file_sd files, 1 kubernetes_sd configs` (the file_sd
+/// and kubernetes_sd parts only when non-zero).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Number of `scrape_configs`.
@@ -18,6 +19,8 @@ pub struct Summary {
     pub remote_write: usize,
     /// Number of file_sd files that currently match and were read.
     pub file_sd_files: usize,
+    /// Number of `kubernetes_sd_configs` entries over all jobs.
+    pub kubernetes_sd_configs: usize,
 }
 
 impl fmt::Display for Summary {
@@ -29,6 +32,9 @@ impl fmt::Display for Summary {
         )?;
         if self.file_sd_files > 0 {
             write!(f, ", {} file_sd files", self.file_sd_files)?;
+        }
+        if self.kubernetes_sd_configs > 0 {
+            write!(f, ", {} kubernetes_sd configs", self.kubernetes_sd_configs)?;
         }
         Ok(())
     }
@@ -60,21 +66,40 @@ pub fn check_config(path: &Path) -> Result<Summary, ConfigError> {
                 .iter()
                 .enumerate()
                 .map(|(i, r)| (format!("remote_write[{i}]"), &r.http)),
-        );
+        )
+        .chain(config.scrape_configs.iter().enumerate().flat_map(|(i, s)| {
+            s.kubernetes_sd_configs
+                .iter()
+                .enumerate()
+                .map(move |(j, k)| (format!("scrape_configs[{i}].kubernetes_sd_configs[{j}]"), &k.http))
+        }));
+    let mut files: Vec<(String, &Path)> = Vec::new();
     for (key, http) in http_configs {
-        for (field, file) in referenced_files(http) {
-            if let Err(e) = std::fs::File::open(file).and_then(|f| f.metadata()).and_then(|m| {
-                if m.is_file() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("not a regular file"))
-                }
-            }) {
-                return Err(fail(
-                    format!("{key}.{field}"),
-                    format!("cannot read {}: {e}", file.display()),
+        files.extend(
+            referenced_files(http)
+                .into_iter()
+                .map(|(field, file)| (format!("{key}.{field}"), file)),
+        );
+    }
+    for (i, job) in config.scrape_configs.iter().enumerate() {
+        for (j, k) in job.kubernetes_sd_configs.iter().enumerate() {
+            if let Some(file) = &k.kubeconfig_file {
+                files.push((
+                    format!("scrape_configs[{i}].kubernetes_sd_configs[{j}].kubeconfig_file"),
+                    file,
                 ));
             }
+        }
+    }
+    for (key, file) in files {
+        if let Err(e) = std::fs::File::open(file).and_then(|f| f.metadata()).and_then(|m| {
+            if m.is_file() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        }) {
+            return Err(fail(key, format!("cannot read {}: {e}", file.display())));
         }
     }
 
@@ -94,6 +119,11 @@ pub fn check_config(path: &Path) -> Result<Summary, ConfigError> {
         scrape_configs: config.scrape_configs.len(),
         remote_write: config.remote_write.len(),
         file_sd_files,
+        kubernetes_sd_configs: config
+            .scrape_configs
+            .iter()
+            .map(|s| s.kubernetes_sd_configs.len())
+            .sum(),
     })
 }
 

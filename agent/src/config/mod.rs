@@ -10,8 +10,10 @@
 
 mod check;
 mod env;
+mod kubernetes;
 mod plugins;
 mod raw;
+mod selector;
 mod size;
 mod types;
 mod validate;
@@ -22,6 +24,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use check::{Summary, check_config};
+pub use kubernetes::{AttachMetadata, KubernetesSdConfig, NamespaceDiscovery, Role, SelectorConfig};
 pub use size::{SizeError, parse_size};
 pub use types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HttpClientConfig, OnError, PluginConfig, QueueConfig,
@@ -90,7 +93,8 @@ impl Config {
     /// Reads and validates the config file at `path`: size check, `${VAR}` expansion, parse,
     /// defaults, validation. Relative paths inside (file_sd `files`, `ca_file`, `cert_file`,
     /// `key_file`, `password_file`, `credentials_file`, `bearer_token_file`, plugin `path`) are
-    /// resolved against the directory of `path`, as Prometheus does.
+    /// resolved against the directory of `path`, as Prometheus does; so is `kubernetes_sd_configs`
+    /// `kubeconfig_file`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let read_err = |source| ConfigError::Read {
             path: path.to_owned(),

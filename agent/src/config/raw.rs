@@ -14,6 +14,7 @@ use trawl_model::labels::{Labels, is_valid_label_name};
 use trawl_model::relabel::RelabelConfig;
 
 use super::ConfigError;
+use super::kubernetes::RawKubernetesSdConfig;
 use super::types::{OnError, Scheme, ScrapeStage};
 
 /// Alias replays allowed per document; bounds "billion laughs" inputs long before memory does.
@@ -108,7 +109,7 @@ pub(super) fn duplicate_key_path(mapping: &str, key: Option<&str>) -> String {
 }
 
 /// Accepts YAML `null` (an empty key) as the type's default, as Go's yaml.v2 does.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+pub(super) fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -145,7 +146,7 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(SizeVisitor)
 }
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
@@ -198,6 +199,9 @@ macro_rules! with_http_client_keys {
         }
     };
 }
+
+// Used by `super::kubernetes` for `kubernetes_sd_configs`, which take the HTTP client keys too.
+pub(super) use with_http_client_keys;
 
 /// The top level of the file.
 #[derive(Debug, Deserialize)]
@@ -252,6 +256,8 @@ with_http_client_keys! {
         pub static_configs: Vec<RawStaticConfig>,
         #[serde(default, deserialize_with = "nullable")]
         pub file_sd_configs: Vec<RawFileSdConfig>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub kubernetes_sd_configs: Vec<Spanned<RawKubernetesSdConfig>>,
         #[serde(default, deserialize_with = "nullable")]
         pub relabel_configs: Vec<RelabelConfig>,
         #[serde(default, deserialize_with = "nullable")]

@@ -691,7 +691,8 @@ fn check_config_summarises_and_checks_files() {
         Summary {
             scrape_configs: 2,
             remote_write: 1,
-            file_sd_files: 1
+            file_sd_files: 1,
+            kubernetes_sd_configs: 0,
         }
     );
     assert_eq!(summary.to_string(), "2 scrape configs, 1 remote_write, 1 file_sd files");

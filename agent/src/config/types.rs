@@ -10,6 +10,8 @@ use std::time::Duration;
 use trawl_model::labels::Labels;
 use trawl_model::relabel::RelabelConfig;
 
+use super::kubernetes::KubernetesSdConfig;
+
 /// The whole agent config file (`--config.file`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -87,6 +89,8 @@ pub struct ScrapeConfig {
     pub static_configs: Vec<StaticConfig>,
     /// `file_sd_configs:` providers.
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// `kubernetes_sd_configs:` providers.
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Target relabeling, applied to discovered targets before scraping.
     pub relabel_configs: Vec<RelabelConfig>,
     /// Metric relabeling, applied to each scraped series.
@@ -135,7 +139,7 @@ pub struct FileSdConfig {
 /// HTTP client settings shared by scrape and remote write configs, as prometheus/common
 /// `config.HTTPClientConfig`. `bearer_token` / `bearer_token_file` are folded into
 /// [`Authorization`] with type `Bearer`. At most one of basic auth and authorization is set.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpClientConfig {
     /// `basic_auth:`.
     pub basic_auth: Option<BasicAuth>,
@@ -159,7 +163,7 @@ impl Default for HttpClientConfig {
 }
 
 /// `basic_auth:`; at most one of `password` and `password_file` is set.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BasicAuth {
     /// User name.
     pub username: String,
@@ -171,7 +175,7 @@ pub struct BasicAuth {
 
 /// `authorization:`; sends `Authorization: <type> <credentials>`. At most one of `credentials`
 /// and `credentials_file` is set.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Authorization {
     /// Scheme word; default `Bearer`. `Basic` is rejected (use `basic_auth`).
     pub r#type: String,
@@ -182,7 +186,7 @@ pub struct Authorization {
 }
 
 /// `tls_config:`, as prometheus/common `config.TLSConfig`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct TlsConfig {
     /// PEM file of CA certificates trusted in addition to the system roots.
     pub ca_file: Option<PathBuf>,

@@ -1,7 +1,8 @@
 //! Raw structs → public types: defaults, validation and relative-path resolution, as Prometheus
 //! 2.42 `config/config.go` (`GlobalConfig.UnmarshalYAML`, `ScrapeConfig.Validate`,
 //! `RemoteWriteConfig.UnmarshalYAML`, `SetDirectory`), prometheus/common
-//! `HTTPClientConfig.Validate` and `discovery/file` `SDConfig.UnmarshalYAML`.
+//! `HTTPClientConfig.Validate` and `discovery/file` `SDConfig.UnmarshalYAML`; the
+//! `kubernetes_sd_configs` rules live in [`super::kubernetes`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -222,6 +223,11 @@ impl Ctx<'_> {
             .enumerate()
             .map(|(j, f)| self.file_sd(f, at, &format!("{key}.file_sd_configs[{j}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        let kubernetes_sd_configs = std::mem::take(&mut raw.kubernetes_sd_configs)
+            .into_iter()
+            .enumerate()
+            .map(|(j, k)| self.kubernetes_sd(k, &format!("{key}.kubernetes_sd_configs[{j}]")))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let http = self.http(raw.take_http(), at, &key)?;
         Ok(ScrapeConfig {
@@ -235,6 +241,7 @@ impl Ctx<'_> {
             honor_timestamps: raw.honor_timestamps,
             static_configs,
             file_sd_configs,
+            kubernetes_sd_configs,
             relabel_configs: raw.relabel_configs,
             metric_relabel_configs: raw.metric_relabel_configs,
             sample_limit: raw.sample_limit,
@@ -298,7 +305,7 @@ impl Ctx<'_> {
 
     /// As prometheus/common `HTTPClientConfig.Validate`, then `bearer_token*` folded into
     /// `authorization` and relative files resolved.
-    fn http(&self, raw: RawHttp, at: Option<u64>, key: &str) -> Result<HttpClientConfig, ConfigError> {
+    pub(super) fn http(&self, raw: RawHttp, at: Option<u64>, key: &str) -> Result<HttpClientConfig, ConfigError> {
         let fail = |field: &str, message: &str| self.err(at, format!("{key}{field}"), message.to_owned());
         let bearer_token = raw.bearer_token.filter(|t| !t.is_empty());
         let bearer_token_file = self.path(raw.bearer_token_file);

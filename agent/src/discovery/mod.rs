@@ -1,15 +1,20 @@
-//! Target discovery: turns `static_configs` and `file_sd_configs` into target groups, as
-//! Prometheus `discovery/`. A provider sends whole groups under a stable `source`; a group that
-//! disappears is sent again with the same source and no targets, so its targets go stale.
+//! Target discovery: turns `static_configs`, `file_sd_configs` and `kubernetes_sd_configs` into
+//! target groups, as Prometheus `discovery/`. A provider sends whole groups under a stable
+//! `source`; a group that disappears is sent again with the same source and no targets, so its
+//! targets go stale.
 //!
 //! - [`static_groups`]: the fixed groups of a job, sources `"0"`, `"1"`, … as Prometheus's static
 //!   provider.
 //! - [`file`]: file_sd, JSON or YAML files watched with notify and re-read periodically.
+//! - [`kubernetes`]: kubernetes_sd, list + watch of the API server, one discoverer per distinct
+//!   config shared by every job that uses it.
 
 pub mod file;
 pub(crate) mod glob;
+pub mod kubernetes;
 
 pub use file::FileDiscovery;
+pub use kubernetes::KubernetesRegistry;
 
 use trawl_model::labels::{ADDRESS, Labels};
 

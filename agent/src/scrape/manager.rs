@@ -13,7 +13,7 @@ use super::metrics::ScrapeFamilies;
 use super::pool::{ScrapePool, SharedPoolTargets};
 use super::scrape_loop::Stop;
 use crate::config::ScrapeConfig;
-use crate::discovery::{FileDiscovery, TargetGroup, static_groups};
+use crate::discovery::{FileDiscovery, KubernetesRegistry, TargetGroup, static_groups};
 use crate::plugin::PluginSet;
 use crate::remote_write::RemoteWrite;
 
@@ -28,6 +28,7 @@ pub struct ScrapeManager {
     remote: RemoteWrite,
     plugins: PluginSet,
     families: ScrapeFamilies,
+    kubernetes: KubernetesRegistry,
     offset_seed: u64,
     pools: HashMap<String, PoolTask>,
     targets: SharedTargets,
@@ -50,13 +51,15 @@ impl PoolTask {
 }
 
 impl ScrapeManager {
-    /// A manager with no pools, whose jobs run their plugins from `plugins`. `offset_seed`
-    /// spreads scrape phases across agents; `targets` is where the pools publish their targets
-    /// (kept across a restart of the manager).
+    /// A manager with no pools, whose jobs run their plugins from `plugins`. Jobs subscribe to
+    /// `kubernetes` for their `kubernetes_sd_configs` (its watches outlive the manager, so a
+    /// restart does not relist). `offset_seed` spreads scrape phases across agents; `targets`
+    /// is where the pools publish their targets (kept across a restart of the manager).
     pub fn new(
         remote: RemoteWrite,
         plugins: PluginSet,
         families: ScrapeFamilies,
+        kubernetes: KubernetesRegistry,
         offset_seed: u64,
         targets: SharedTargets,
     ) -> Self {
@@ -64,6 +67,7 @@ impl ScrapeManager {
             remote,
             plugins,
             families,
+            kubernetes,
             offset_seed,
             pools: HashMap::new(),
             targets,
@@ -126,12 +130,18 @@ impl ScrapeManager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(cfg.job_name.clone(), pool.shared_targets());
 
-        // Discoverers: the static groups once, each file_sd config as its own task.
+        // Discoverers: the static groups once, each file_sd config as its own task, each
+        // kubernetes_sd config through the shared registry (sources prefixed per config).
         let (tx, rx) = mpsc::channel(UPDATE_BUFFER);
         let discovery = CancellationToken::new();
         let initial = static_groups(&cfg);
         for file_sd in &cfg.file_sd_configs {
             tokio::spawn(FileDiscovery::new(file_sd).run(tx.clone(), discovery.child_token()));
+        }
+        for (i, kubernetes_sd) in cfg.kubernetes_sd_configs.iter().enumerate() {
+            let prefix = format!("kubernetes_sd_configs[{i}]/");
+            self.kubernetes
+                .subscribe(kubernetes_sd, prefix, tx.clone(), discovery.child_token());
         }
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(run_pool(pool, initial, rx, stopped));

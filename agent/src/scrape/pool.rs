@@ -10,7 +10,7 @@ use trawl_model::labels::Labels;
 
 use super::append::{AppendOptions, Appender};
 use super::metrics::ScrapeMetrics;
-use super::scrape_loop::{ForcedError, LoopHandle, ScrapeLoop, Stop};
+use super::scrape_loop::{FirstScrape, ForcedError, LoopHandle, ScrapeLoop, Stop};
 use super::scraper::Scraper;
 use super::target::{Target, with_scrape_labels};
 use crate::config::ScrapeConfig;
@@ -44,6 +44,8 @@ pub struct ScrapePool {
     loops: HashMap<u64, (Arc<Target>, LoopHandle)>,
     shared: SharedPoolTargets,
     forced_error: ForcedError,
+    /// When the pool started: targets found after its first interval are scraped promptly.
+    started: tokio::time::Instant,
 }
 
 impl ScrapePool {
@@ -68,6 +70,7 @@ impl ScrapePool {
             loops: HashMap::new(),
             shared: SharedPoolTargets::default(),
             forced_error: ForcedError::default(),
+            started: tokio::time::Instant::now(),
         })
     }
 
@@ -96,7 +99,10 @@ impl ScrapePool {
                 continue;
             }
             let entry = match self.loops.remove(&target.hash) {
-                Some(existing) => existing,
+                Some(existing) => {
+                    existing.0.refresh_discovered_labels(target);
+                    existing
+                }
                 None => {
                     let target = Arc::new(target);
                     (target.clone(), self.start_loop(target))
@@ -167,6 +173,80 @@ impl ScrapePool {
             self.metrics.clone(),
             self.forced_error.clone(),
         )
-        .spawn(self.offset_seed)
+        .spawn(self.offset_seed, self.first_scrape())
+    }
+
+    /// The pool's first targets keep their phase, so a start is spread over an interval; later
+    /// ones (a new pod, a new file entry) are scraped at once.
+    fn first_scrape(&self) -> FirstScrape {
+        if self.started.elapsed() < self.cfg.scrape_interval {
+            FirstScrape::AtPhase
+        } else {
+            FirstScrape::Prompt
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::remote_write::RemoteWriteFamilies;
+    use crate::scrape::ScrapeFamilies;
+
+    fn pool() -> ScrapePool {
+        let cfg = Config::from_yaml("scrape_configs:\n  - job_name: a\n    scrape_interval: 30s\n", "t.yml").unwrap();
+        let mut registry = Registry::default();
+        let families = ScrapeFamilies::register(&mut registry);
+        let remote = RemoteWrite::new(
+            &[],
+            &Labels::new(),
+            &RemoteWriteFamilies::register(&mut registry),
+            &PluginSet::default(),
+        )
+        .unwrap();
+        ScrapePool::new(
+            Arc::new(cfg.scrape_configs[0].clone()),
+            remote,
+            &PluginSet::default(),
+            families.pool("a"),
+            0,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn targets_found_after_the_first_interval_are_scraped_promptly() {
+        let pool = pool();
+        assert_eq!(pool.first_scrape(), FirstScrape::AtPhase);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(pool.first_scrape(), FirstScrape::AtPhase);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(pool.first_scrape(), FirstScrape::Prompt);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_found_again_with_other_meta_labels_keeps_its_loop_and_shows_them() {
+        let mut pool = pool();
+        let group = |phase: &str| TargetGroup {
+            source: "pod/ns/p".into(),
+            targets: vec![Labels::from_pairs([
+                ("__address__", "127.0.0.1:9"),
+                ("__meta_phase", phase),
+            ])],
+            labels: Labels::new(),
+        };
+        pool.sync(vec![group("Pending")]).await;
+        let first = pool.shared.read().unwrap().active[0].clone();
+        pool.sync(vec![group("Running")]).await;
+        let active = pool.shared.read().unwrap().active.clone();
+        assert_eq!(active.len(), 1);
+        assert!(Arc::ptr_eq(&first, &active[0]), "the loop and its target are kept");
+        assert_eq!(active[0].discovered_labels().get("__meta_phase"), "Running");
+        pool.stop(Stop::Quiet).await;
     }
 }

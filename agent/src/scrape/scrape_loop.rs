@@ -39,6 +39,20 @@ pub enum Stop {
     Quiet,
 }
 
+/// When a new loop scrapes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstScrape {
+    /// At the target's phase, as Prometheus: the pool's first targets, so a start does not
+    /// scrape everything at once.
+    AtPhase,
+    /// Within [`PROMPT_SPREAD`] (spread by the target's hash), then at the phase: targets that
+    /// appear while the pool runs (a new pod) are scraped without waiting up to an interval.
+    Prompt,
+}
+
+/// The window prompt first scrapes are spread over (capped by the interval).
+pub const PROMPT_SPREAD: Duration = Duration::from_secs(1);
+
 /// An error that fails every scrape of a pool while set (e.g. `target_limit` exceeded).
 pub type ForcedError = Arc<std::sync::RwLock<Option<String>>>;
 
@@ -104,17 +118,36 @@ impl ScrapeLoop {
     }
 
     /// Starts the loop on the current tokio runtime. `offset_seed` spreads the agent's
-    /// scrapes (Prometheus derives it from the hostname and external labels).
-    pub fn spawn(self, offset_seed: u64) -> LoopHandle {
+    /// scrapes (Prometheus derives it from the hostname and external labels). With `first`
+    /// [`FirstScrape::Prompt`], the target is scraped within [`PROMPT_SPREAD`] before it
+    /// settles on its phase.
+    pub fn spawn(self, offset_seed: u64, first: FirstScrape) -> LoopHandle {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(self.run(offset_seed, stopped));
+        let task = tokio::spawn(self.run(offset_seed, first, stopped));
         LoopHandle { stop, task }
     }
 
-    async fn run(mut self, offset_seed: u64, mut stopped: oneshot::Receiver<Stop>) {
+    async fn run(mut self, offset_seed: u64, first: FirstScrape, mut stopped: oneshot::Receiver<Stop>) {
         let interval = self.target.interval;
-        let first = tokio::time::Instant::now() + offset(interval, self.target.hash ^ offset_seed, SystemTime::now());
-        let mut ticker = tokio::time::interval_at(first, interval);
+        let hash = self.target.hash ^ offset_seed;
+        let now = tokio::time::Instant::now();
+        let mut phase = offset(interval, hash, SystemTime::now());
+        if first == FirstScrape::Prompt {
+            let delay = prompt_delay(interval, hash);
+            tokio::select! {
+                how = &mut stopped => return self.finish(how.unwrap_or(Stop::Quiet)).await,
+                () = tokio::time::sleep(delay) => {}
+            }
+            tokio::select! {
+                how = &mut stopped => return self.finish(how.unwrap_or(Stop::Quiet)).await,
+                () = self.scrape_and_report() => {}
+            }
+            // A phase less than half an interval after the prompt scrape waits one more interval.
+            if phase < delay + interval / 2 {
+                phase += interval;
+            }
+        }
+        let mut ticker = tokio::time::interval_at(now + phase, interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let how = loop {
             tokio::select! {
@@ -126,6 +159,11 @@ impl ScrapeLoop {
                 () = self.scrape_and_report() => {}
             }
         };
+        self.finish(how).await;
+    }
+
+    /// The loop ends: a removed target's series go stale.
+    async fn finish(&mut self, how: Stop) {
         if how == Stop::Removed {
             self.end_of_run_staleness().await;
         }
@@ -220,6 +258,12 @@ fn offset(interval: Duration, hash: u64, now: SystemTime) -> Duration {
     Duration::from_nanos(next as u64)
 }
 
+/// Delay of a prompt first scrape: `hash mod min(interval, PROMPT_SPREAD)`.
+fn prompt_delay(interval: Duration, hash: u64) -> Duration {
+    let window = interval.min(PROMPT_SPREAD).as_nanos().max(1);
+    Duration::from_nanos((hash as u128 % window) as u64)
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -240,6 +284,18 @@ mod tests {
                 assert_eq!(phase, hash as u128 % interval.as_nanos());
             }
         }
+    }
+
+    #[test]
+    fn prompt_delay_stays_inside_the_spread_and_the_interval() {
+        for hash in [0u64, 999_999_999, 1_000_000_001, u64::MAX] {
+            assert!(prompt_delay(Duration::from_secs(15), hash) < PROMPT_SPREAD);
+            assert!(prompt_delay(Duration::from_millis(200), hash) < Duration::from_millis(200));
+        }
+        assert_eq!(
+            prompt_delay(Duration::from_secs(15), 1_000_000_001),
+            Duration::from_nanos(1)
+        );
     }
 
     #[test]

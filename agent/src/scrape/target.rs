@@ -74,8 +74,9 @@ pub struct ScrapeStatus {
 /// A target: what to scrape, with which labels, how often.
 #[derive(Debug)]
 pub struct Target {
-    /// Labels as discovered, before target relabeling (including `__meta_*`).
-    pub discovered_labels: Labels,
+    /// Labels as discovered, before target relabeling (including `__meta_*`); refreshed when
+    /// discovery changes only labels relabeling drops (see [`Target::discovered_labels`]).
+    discovered_labels: Mutex<Labels>,
     /// Labels every series of this target gets (no `__`-prefixed labels).
     pub labels: Labels,
     /// The URL to scrape.
@@ -138,7 +139,7 @@ impl Target {
         lset.retain(|l| !l.name.starts_with(labels::RESERVED_PREFIX));
         let hash = target_hash(&lset, url.as_str());
         Ok(Some(Target {
-            discovered_labels: discovered,
+            discovered_labels: Mutex::new(discovered),
             labels: lset,
             url,
             interval,
@@ -151,6 +152,18 @@ impl Target {
                 last_duration_seconds: 0.0,
             }),
         }))
+    }
+
+    /// Labels as discovered, before target relabeling (including `__meta_*`).
+    pub fn discovered_labels(&self) -> Labels {
+        self.discovered_labels.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the discovered labels of `newer`, the same target found again (equal hash) with
+    /// other `__meta_*` labels, as Prometheus `scrapePool.sync` does; the loop keeps running.
+    pub(super) fn refresh_discovered_labels(&self, newer: Target) {
+        let labels = newer.discovered_labels.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.discovered_labels.lock().unwrap_or_else(|e| e.into_inner()) = labels;
     }
 
     /// The last reported scrape status.
@@ -305,7 +318,7 @@ mod tests {
         assert_eq!(t.url.as_str(), "http://host/metrics", "the URL drops the default port");
         assert_eq!(t.interval, Duration::from_secs(15));
         assert_eq!(t.timeout, Duration::from_secs(10));
-        assert_eq!(t.discovered_labels.get(labels::SCRAPE_INTERVAL), "15s");
+        assert_eq!(t.discovered_labels().get(labels::SCRAPE_INTERVAL), "15s");
         assert_eq!(t.status().health, Health::Unknown);
     }
 
@@ -339,7 +352,7 @@ mod tests {
         let t = populate(l, &cfg).unwrap().unwrap();
         assert_eq!(t.url.as_str(), "http://b:2/metrics");
         assert!(!t.labels.iter().any(|l| l.name.starts_with("__")));
-        assert_eq!(t.discovered_labels.get("__meta_x"), "b:2");
+        assert_eq!(t.discovered_labels().get("__meta_x"), "b:2");
 
         let cfg = job("    relabel_configs:\n      - {action: labeldrop, regex: __address__}\n");
         assert_eq!(populate(addr("a:1"), &cfg).unwrap_err(), TargetError::NoAddress);

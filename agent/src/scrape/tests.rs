@@ -15,6 +15,7 @@ use super::append::{AppendError, AppendOptions, Appender, merge_target_labels};
 use super::cache::SeriesCache;
 use super::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
 use crate::config::Config;
+use crate::discovery::KubernetesRegistry;
 use crate::plugin::{PluginHost, PluginSet};
 use crate::remote_write::{RemoteWrite, RemoteWriteFamilies};
 use crate::test_support::{Answer, Exposition, RawServer, Receiver, TargetServer};
@@ -48,7 +49,15 @@ async fn start(cfg: &Config) -> Running {
     )
     .expect("remote");
     let targets = SharedTargets::default();
-    let mut manager = ScrapeManager::new(remote.clone(), PluginSet::default(), families, 0, targets.clone());
+    let kubernetes = KubernetesRegistry::new(&mut registry);
+    let mut manager = ScrapeManager::new(
+        remote.clone(),
+        PluginSet::default(),
+        families,
+        kubernetes,
+        0,
+        targets.clone(),
+    );
     manager.apply(&cfg.scrape_configs).await;
     Running {
         manager,

@@ -119,7 +119,7 @@ fn active(job: &str, target: &Target) -> ActiveTarget {
         _ => "0001-01-01T00:00:00Z".to_owned(),
     };
     ActiveTarget {
-        discovered_labels: label_map(&target.discovered_labels),
+        discovered_labels: label_map(&target.discovered_labels()),
         labels: label_map(&target.labels),
         scrape_pool: job.to_owned(),
         scrape_url: target.url.to_string(),
