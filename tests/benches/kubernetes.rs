@@ -135,7 +135,7 @@ fn pod(i: usize, exposition_port: u16) -> serde_json::Value {
         .label("app.kubernetes.io/name", &format!("app-{}", i % 37))
         .label("pod-template-hash", "5d8f7c9b6d")
         .annotation("kubectl.kubernetes.io/restartedAt", "2025-06-02T09:14:07Z");
-    if i % SCRAPED_EVERY == 0 {
+    if i.is_multiple_of(SCRAPED_EVERY) {
         pod = pod
             .annotation("prometheus.io/scrape", "true")
             .annotation("prometheus.io/port", &exposition_port.to_string())

@@ -24,9 +24,51 @@ use crate::remote_write::RemoteWrite;
 pub struct PoolTargets {
     /// Targets with a running scrape loop.
     pub active: Vec<Arc<Target>>,
+    /// The pool's config and discovered groups (shared with the pool), from which the dropped
+    /// targets are derived when asked for: with Kubernetes discovery they are most of the
+    /// discovered label sets, and keeping each with its `__meta_*` labels would cost more memory
+    /// than everything else.
+    discovered: Option<(Arc<ScrapeConfig>, Vec<Arc<TargetGroup>>)>,
+}
+
+impl PoolTargets {
+    /// The pool's targets: `active` ones and the `groups` of `cfg` they came from.
+    pub fn new(active: Vec<Arc<Target>>, cfg: Arc<ScrapeConfig>, groups: Vec<Arc<TargetGroup>>) -> Self {
+        PoolTargets {
+            active,
+            discovered: Some((cfg, groups)),
+        }
+    }
+
     /// Discovered label sets (with the job's scrape labels) that relabeling dropped or that
-    /// were invalid.
-    pub dropped: Vec<Labels>,
+    /// were invalid; relabels every discovered target again.
+    pub fn dropped(&self) -> Vec<Labels> {
+        let Some((cfg, groups)) = &self.discovered else {
+            return Vec::new();
+        };
+        discovered(cfg, groups)
+            .filter(|(labels, _)| !matches!(Target::populate(labels.clone(), cfg), Ok(Some(_))))
+            .map(|(labels, _)| labels)
+            .collect()
+    }
+}
+
+/// Each target of `groups` as discovered: group labels, then the target's own, then the job's
+/// scrape labels (as Prometheus lists them, for active and dropped targets alike), with the
+/// group's source.
+fn discovered<'a>(
+    cfg: &'a ScrapeConfig,
+    groups: &'a [Arc<TargetGroup>],
+) -> impl Iterator<Item = (Labels, &'a str)> + 'a {
+    groups.iter().flat_map(move |group| {
+        group.targets.iter().map(move |target_labels| {
+            let mut labels = group.labels.clone();
+            for l in target_labels {
+                labels.set(l.name.clone(), l.value.clone());
+            }
+            (with_scrape_labels(labels, cfg), group.source.as_str())
+        })
+    })
 }
 
 /// A pool's targets, shared with the web API.
@@ -40,7 +82,7 @@ pub struct ScrapePool {
     remote: RemoteWrite,
     metrics: ScrapeMetrics,
     offset_seed: u64,
-    groups: HashMap<String, TargetGroup>,
+    groups: HashMap<String, Arc<TargetGroup>>,
     loops: HashMap<u64, (Arc<Target>, LoopHandle)>,
     shared: SharedPoolTargets,
     forced_error: ForcedError,
@@ -86,10 +128,11 @@ impl ScrapePool {
             if group.targets.is_empty() {
                 self.groups.remove(&group.source);
             } else {
-                self.groups.insert(group.source.clone(), group);
+                self.groups.insert(group.source.clone(), Arc::new(group));
             }
         }
-        let (targets, dropped) = self.populate();
+        let groups: Vec<Arc<TargetGroup>> = self.groups.values().cloned().collect();
+        let (targets, dropped) = self.populate(&groups);
         self.check_target_limit(targets.len());
 
         // Keep loops of unchanged targets; start the new ones.
@@ -115,8 +158,8 @@ impl ScrapePool {
         futures::future::join_all(vanished.into_values().map(|(_, handle)| handle.stop(Stop::Removed))).await;
 
         let active: Vec<Arc<Target>> = self.loops.values().map(|(t, _)| t.clone()).collect();
-        self.metrics.set_targets(active.len(), dropped.len());
-        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = PoolTargets { active, dropped };
+        self.metrics.set_targets(active.len(), dropped);
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = PoolTargets::new(active, self.cfg.clone(), groups);
     }
 
     /// Stops every loop; `how` says whether their series go stale.
@@ -126,25 +169,17 @@ impl ScrapePool {
         self.metrics.remove();
     }
 
-    /// Targets from all groups; invalid and relabel-dropped ones go to the dropped list.
-    fn populate(&self) -> (Vec<Target>, Vec<Labels>) {
+    /// Targets from all groups, and how many were dropped by relabeling or invalid.
+    fn populate(&self, groups: &[Arc<TargetGroup>]) -> (Vec<Target>, usize) {
         let mut targets = Vec::new();
-        let mut dropped = Vec::new();
-        for group in self.groups.values() {
-            for target_labels in &group.targets {
-                let mut discovered = group.labels.clone();
-                for l in target_labels {
-                    discovered.set(l.name.clone(), l.value.clone());
-                }
-                // Dropped targets are listed with the scrape labels too, as Prometheus does.
-                let discovered = with_scrape_labels(discovered, &self.cfg);
-                match Target::populate(discovered.clone(), &self.cfg) {
-                    Ok(Some(target)) => targets.push(target),
-                    Ok(None) => dropped.push(discovered),
-                    Err(error) => {
-                        warn!(message = "Creating target failed.", job = %self.cfg.job_name, labels = %discovered, %error);
-                        dropped.push(discovered);
-                    }
+        let mut dropped = 0;
+        for (labels, source) in discovered(&self.cfg, groups) {
+            match Target::populate(labels, &self.cfg) {
+                Ok(Some(target)) => targets.push(target),
+                Ok(None) => dropped += 1,
+                Err(error) => {
+                    warn!(message = "Creating target failed.", job = %self.cfg.job_name, %source, %error);
+                    dropped += 1;
                 }
             }
         }
@@ -244,6 +279,7 @@ mod tests {
         let first = pool.shared.read().unwrap().active[0].clone();
         pool.sync(vec![group("Running")]).await;
         let active = pool.shared.read().unwrap().active.clone();
+        assert!(pool.shared.read().unwrap().dropped().is_empty());
         assert_eq!(active.len(), 1);
         assert!(Arc::ptr_eq(&first, &active[0]), "the loop and its target are kept");
         assert_eq!(active[0].discovered_labels().get("__meta_phase"), "Running");

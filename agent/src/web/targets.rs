@@ -101,9 +101,10 @@ pub fn targets(shared: &SharedTargets, query: &TargetsQuery) -> Envelope<Targets
             data.active_targets.extend(pool.active.iter().map(|t| active(job, t)));
         }
         if want_dropped {
-            data.dropped_targets.extend(pool.dropped.iter().map(|l| DroppedTarget {
-                discovered_labels: label_map(l),
-            }));
+            data.dropped_targets
+                .extend(pool.dropped().iter().map(|l| DroppedTarget {
+                    discovered_labels: label_map(l),
+                }));
         }
     }
     Envelope {
@@ -144,11 +145,21 @@ mod tests {
     use std::sync::{Arc, RwLock};
 
     fn shared() -> SharedTargets {
-        let dropped = Labels::from_pairs([("__address__", "h:1"), ("job", "a")]);
-        let pool = PoolTargets {
-            active: Vec::new(),
-            dropped: vec![dropped],
+        let cfg = crate::config::Config::from_yaml(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs: [{action: drop, source_labels: [__address__], regex: 'h:1'}]\n",
+            "t.yml",
+        )
+        .unwrap();
+        let group = crate::discovery::TargetGroup {
+            source: "0".into(),
+            targets: vec![Labels::from_pairs([("__address__", "h:1")])],
+            labels: Labels::new(),
         };
+        let pool = PoolTargets::new(
+            Vec::new(),
+            Arc::new(cfg.scrape_configs[0].clone()),
+            vec![Arc::new(group)],
+        );
         let shared = SharedTargets::default();
         shared
             .write()
@@ -191,7 +202,10 @@ mod tests {
             json,
             serde_json::json!({"status": "success", "data": {
                 "activeTargets": [],
-                "droppedTargets": [{"discoveredLabels": {"__address__": "h:1", "job": "a"}}],
+                "droppedTargets": [{"discoveredLabels": {
+                    "__address__": "h:1", "__metrics_path__": "/metrics", "__scheme__": "http",
+                    "__scrape_interval__": "1m", "__scrape_timeout__": "10s", "job": "a",
+                }}],
             }})
         );
     }
