@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, Endpoints};
 use trawl_model::labels::{ADDRESS, Labels};
 
 use super::meta::{
-    JoinOptions, Lookup, NAMESPACE_LABEL, add_object_meta_labels, join_host_port, merge, namespaced_source,
+    JoinOptions, Lookup, NAMESPACE_LABEL, add_object_meta_labels, join_host_port, merge, named_group, namespaced_source,
 };
 use super::meta::{node_ref_name, resolve_pod};
 use super::pod::{BackingPods, PortProtocol};
@@ -41,15 +41,10 @@ pub(crate) fn source(namespace: &str, name: &str) -> String {
 /// without one, its `Node` target) is that node. An endpoints object without a name gives an
 /// empty group; one without subsets a group with labels and no targets.
 pub(crate) fn group(ep: &Endpoints, lookup: &dyn Lookup, opts: &JoinOptions) -> TargetGroup {
-    let namespace = ep.metadata.namespace.as_deref().unwrap_or_default();
-    let name = ep.metadata.name.as_deref().unwrap_or_default();
-    let mut group = TargetGroup {
-        source: source(namespace, name),
-        ..TargetGroup::default()
+    let (mut group, namespace, name) = match named_group(&ep.metadata, source) {
+        Ok(named) => named,
+        Err(empty) => return empty,
     };
-    if name.is_empty() {
-        return group;
-    }
     group.labels.set(NAMESPACE_LABEL.to_owned(), namespace.to_owned());
     if let Some(svc) = lookup.service(namespace, name) {
         merge(&mut group.labels, &service_labels(svc));

@@ -15,7 +15,9 @@
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use trawl_model::labels::{ADDRESS, Labels};
 
-use super::meta::{JoinOptions, Lookup, NAMESPACE_LABEL, add_map, add_object_meta_labels, join_host_port, merge};
+use super::meta::{
+    JoinOptions, Lookup, NAMESPACE_LABEL, add_map, add_object_meta_labels, join_host_port, merge, named_group,
+};
 use super::meta::{namespaced_source, node_ref_name, resolve_pod};
 use super::pod::{BackingPods, PortProtocol};
 use super::service::service_labels;
@@ -53,15 +55,10 @@ pub(crate) fn source(namespace: &str, name: &str) -> String {
 /// without one, its `nodeName`) is that node. A slice without a name gives an empty group; one
 /// without ports or endpoints a group with labels and no targets.
 pub(crate) fn group(es: &EndpointSlice, lookup: &dyn Lookup, opts: &JoinOptions) -> TargetGroup {
-    let namespace = es.metadata.namespace.as_deref().unwrap_or_default();
-    let name = es.metadata.name.as_deref().unwrap_or_default();
-    let mut group = TargetGroup {
-        source: source(namespace, name),
-        ..TargetGroup::default()
+    let (mut group, namespace, _) = match named_group(&es.metadata, source) {
+        Ok(named) => named,
+        Err(empty) => return empty,
     };
-    if name.is_empty() {
-        return group;
-    }
     group.labels.set(NAMESPACE_LABEL.to_owned(), namespace.to_owned());
     group.labels.set(ADDRESS_TYPE.to_owned(), es.address_type.clone());
     add_object_meta_labels(&mut group.labels, &es.metadata, "endpointslice");

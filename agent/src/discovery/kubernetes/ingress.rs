@@ -10,7 +10,7 @@
 use k8s_openapi::api::networking::v1::{Ingress, IngressRule};
 use trawl_model::labels::{ADDRESS, Labels};
 
-use super::meta::{NAMESPACE_LABEL, add_object_meta_labels, namespaced_source};
+use super::meta::{NAMESPACE_LABEL, add_object_meta_labels, named_group, namespaced_source};
 use crate::discovery::TargetGroup;
 
 const SCHEME: &str = "__meta_kubernetes_ingress_scheme";
@@ -28,15 +28,10 @@ pub(crate) fn source(namespace: &str, name: &str) -> String {
 /// one target with path `/`; a rule whose `http` has no paths gives none. An ingress without a
 /// name gives an empty group.
 pub(crate) fn group(ing: &Ingress) -> TargetGroup {
-    let namespace = ing.metadata.namespace.as_deref().unwrap_or_default();
-    let name = ing.metadata.name.as_deref().unwrap_or_default();
-    let mut group = TargetGroup {
-        source: source(namespace, name),
-        ..TargetGroup::default()
+    let (mut group, namespace, _) = match named_group(&ing.metadata, source) {
+        Ok(named) => named,
+        Err(empty) => return empty,
     };
-    if name.is_empty() {
-        return group;
-    }
     let spec = ing.spec.as_ref();
     group.labels.set(NAMESPACE_LABEL.to_owned(), namespace.to_owned());
     if let Some(class) = spec.and_then(|s| s.ingress_class_name.clone()) {

@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use trawl_model::labels::Labels;
 
+use crate::discovery::TargetGroup;
+
 /// Prefix of every label the Kubernetes roles produce, as Prometheus `metaLabelPrefix`.
 pub(crate) const META_PREFIX: &str = "__meta_kubernetes_";
 /// The namespace of a namespaced object, as Prometheus `namespaceLabel`.
@@ -32,6 +34,25 @@ pub(crate) fn join_host_port(host: &str, port: impl Display) -> String {
 /// `podSourceFromNamespaceAndName` and its siblings.
 pub(crate) fn namespaced_source(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind}/{namespace}/{name}")
+}
+
+/// The start of a namespaced object's group: `source(namespace, name)`, no labels, no targets,
+/// with the object's namespace and name. `Err` holds that empty group when the object has no
+/// name (nothing to discover; its source still lets the consumer drop what it had).
+pub(crate) fn named_group(
+    meta: &ObjectMeta,
+    source: fn(&str, &str) -> String,
+) -> Result<(TargetGroup, &str, &str), TargetGroup> {
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let name = meta.name.as_deref().unwrap_or_default();
+    let group = TargetGroup {
+        source: source(namespace, name),
+        ..TargetGroup::default()
+    };
+    if name.is_empty() {
+        return Err(group);
+    }
+    Ok((group, namespace, name))
 }
 
 /// `prefix` followed by `key` with every character outside `[a-zA-Z0-9_]` replaced by `_` (one

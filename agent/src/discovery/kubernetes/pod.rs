@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Container, ContainerPort, Node, Pod};
 use trawl_model::labels::{ADDRESS, Labels};
 
 use super::meta::{
-    NAMESPACE_LABEL, add_node_metadata, add_object_meta_labels, join_host_port, merge, namespaced_source,
+    NAMESPACE_LABEL, add_node_metadata, add_object_meta_labels, join_host_port, merge, named_group, namespaced_source,
 };
 use crate::discovery::TargetGroup;
 
@@ -51,15 +51,10 @@ pub(crate) fn source(namespace: &str, name: &str) -> String {
 /// A pod without a name, or without an IP yet (pending, evicted), gives a group with neither
 /// labels nor targets, so targets of its previous state go stale.
 pub(crate) fn group(pod: &Pod, node: Option<&Node>) -> TargetGroup {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let mut group = TargetGroup {
-        source: source(namespace, name),
-        ..TargetGroup::default()
+    let (mut group, namespace, _) = match named_group(&pod.metadata, source) {
+        Ok(named) => named,
+        Err(empty) => return empty,
     };
-    if name.is_empty() {
-        return group;
-    }
     let Some(ip) = pod_ip(pod) else { return group };
 
     group.labels = pod_labels(pod);

@@ -10,7 +10,7 @@
 use k8s_openapi::api::core::v1::Service;
 use trawl_model::labels::{ADDRESS, Labels};
 
-use super::meta::{NAMESPACE_LABEL, add_object_meta_labels, join_host_port, namespaced_source};
+use super::meta::{NAMESPACE_LABEL, add_object_meta_labels, join_host_port, named_group, namespaced_source};
 use crate::discovery::TargetGroup;
 
 const PORT_NAME: &str = "__meta_kubernetes_service_port_name";
@@ -41,15 +41,10 @@ pub(crate) fn service_labels(svc: &Service) -> Labels {
 /// The target group of `svc`, as Prometheus `Service.buildService`. A service without a name
 /// gives an empty group; one without ports a group with labels and no targets.
 pub(crate) fn group(svc: &Service) -> TargetGroup {
-    let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
-    let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let mut group = TargetGroup {
-        source: source(namespace, name),
-        ..TargetGroup::default()
+    let (mut group, namespace, name) = match named_group(&svc.metadata, source) {
+        Ok(named) => named,
+        Err(empty) => return empty,
     };
-    if name.is_empty() {
-        return group;
-    }
     group.labels = service_labels(svc);
 
     let Some(spec) = &svc.spec else { return group };
