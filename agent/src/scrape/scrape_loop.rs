@@ -2,6 +2,7 @@
 //! it parsed, reports the synthetic series, and writes staleness markers for series that vanish,
 //! failed scrapes and removed targets. As Prometheus `scrapeLoop`.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -128,20 +129,26 @@ impl ScrapeLoop {
     }
 
     async fn run(mut self, offset_seed: u64, first: FirstScrape, mut stopped: oneshot::Receiver<Stop>) {
+        let Err(how) = self.scrape_on_schedule(offset_seed, first, &mut stopped).await;
+        if how == Stop::Removed {
+            self.end_of_run_staleness().await;
+        }
+    }
+
+    /// Scrapes at the target's phase (after a prompt first scrape if asked) until told to stop.
+    async fn scrape_on_schedule(
+        &mut self,
+        offset_seed: u64,
+        first: FirstScrape,
+        stopped: &mut oneshot::Receiver<Stop>,
+    ) -> Result<Infallible, Stop> {
         let interval = self.target.interval;
         let hash = self.target.hash ^ offset_seed;
         let now = tokio::time::Instant::now();
         let mut phase = offset(interval, hash, SystemTime::now());
         if first == FirstScrape::Prompt {
             let delay = prompt_delay(interval, hash);
-            tokio::select! {
-                how = &mut stopped => return self.finish(how.unwrap_or(Stop::Quiet)).await,
-                () = tokio::time::sleep(delay) => {}
-            }
-            tokio::select! {
-                how = &mut stopped => return self.finish(how.unwrap_or(Stop::Quiet)).await,
-                () = self.scrape_and_report() => {}
-            }
+            self.scrape_after(stopped, tokio::time::sleep(delay)).await?;
             // A phase less than half an interval after the prompt scrape waits one more interval.
             if phase < delay + interval / 2 {
                 phase += interval;
@@ -149,23 +156,24 @@ impl ScrapeLoop {
         }
         let mut ticker = tokio::time::interval_at(now + phase, interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let how = loop {
-            tokio::select! {
-                how = &mut stopped => break how.unwrap_or(Stop::Quiet),
-                _ = ticker.tick() => {}
-            }
-            tokio::select! {
-                how = &mut stopped => break how.unwrap_or(Stop::Quiet),
-                () = self.scrape_and_report() => {}
-            }
-        };
-        self.finish(how).await;
+        loop {
+            self.scrape_after(stopped, ticker.tick()).await?;
+        }
     }
 
-    /// The loop ends: a removed target's series go stale.
-    async fn finish(&mut self, how: Stop) {
-        if how == Stop::Removed {
-            self.end_of_run_staleness().await;
+    /// Waits for `wake`, then scrapes; `Err` with how to stop when told so first.
+    async fn scrape_after<T>(
+        &mut self,
+        stopped: &mut oneshot::Receiver<Stop>,
+        wake: impl Future<Output = T>,
+    ) -> Result<(), Stop> {
+        tokio::select! {
+            how = &mut *stopped => return Err(how.unwrap_or(Stop::Quiet)),
+            _ = wake => {}
+        }
+        tokio::select! {
+            how = &mut *stopped => Err(how.unwrap_or(Stop::Quiet)),
+            () = self.scrape_and_report() => Ok(()),
         }
     }
 
