@@ -35,8 +35,8 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 pub struct AgentOptions {
     /// `--config.file`.
     pub config_file: PathBuf,
-    /// `--storage.path`: where the agent keeps state: compiled plugins under `plugins-cache/`
-    /// (the on-disk queue, in a later version).
+    /// `--storage.path`: where the agent keeps state: compiled plugins under `plugins-cache/`,
+    /// the remote write queues under `queue/`.
     pub storage_path: PathBuf,
 }
 
@@ -108,6 +108,8 @@ struct Shared {
     remote_families: RemoteWriteFamilies,
     kubernetes: KubernetesRegistry,
     seed: u64,
+    /// `<storage.path>/queue`: the remote write endpoints' on-disk queues.
+    queue_dir: PathBuf,
 }
 
 /// Runs the agent until `shutdown` is cancelled, serving the web API on `listener`.
@@ -133,6 +135,7 @@ pub async fn run(opts: AgentOptions, listener: TcpListener, shutdown: Cancellati
         remote_families,
         kubernetes,
         seed: offset_seed(&config),
+        queue_dir: opts.storage_path.join("queue"),
     };
 
     let (plugins, remote, mut manager) = shared.start(&config, &PluginSet::default(), targets.clone()).await?;
@@ -245,6 +248,7 @@ impl Shared {
             &config.global.external_labels,
             &self.remote_families,
             &plugins,
+            &self.queue_dir,
         )?;
         let manager = ScrapeManager::new(
             remote.clone(),

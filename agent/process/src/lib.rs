@@ -7,6 +7,7 @@
 //! - [`ProcessFlags`] and [`serve`]: a binary's common flags and its `main`: logging, runtime,
 //!   listener, signals, and the exit code.
 //! - [`metrics_response`]: the `/metrics` answer in the Prometheus text format.
+//! - [`error_chain`]: an error and its sources on one line, for logs and answers.
 
 pub mod logfmt;
 
@@ -159,4 +160,20 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and all its sources on one line (`a: b: c`), skipping a source whose text the line
+/// already ends with; reqwest's and std's Display hide the cause (TLS, connection, I/O).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
 }

@@ -22,7 +22,7 @@ const MAX_REPLAYED_ALIAS_EVENTS: usize = 200_000;
 
 /// Fields wrapped in [`Spanned`] (besides list elements): serde_path_to_error reports an extra
 /// `value` segment under them, which is dropped from key paths.
-const SPANNED_FIELDS: [&str; 5] = ["job_name", "scrape_interval", "scrape_timeout", "name", "url"];
+const SPANNED_FIELDS: [&str; 6] = ["job_name", "scrape_interval", "scrape_timeout", "name", "url", "urls"];
 
 /// Parses expanded config text into the raw structs.
 pub(super) fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
@@ -357,7 +357,12 @@ with_http_client_keys! {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(super) struct RawRemoteWrite {
-        pub url: Spanned<String>,
+        /// One URL or a list (several equivalent collectors).
+        #[serde(default)]
+        pub url: Option<Spanned<UrlList>>,
+        /// Trawl's spelling of a list of `url`s; exclusive with `url`.
+        #[serde(default)]
+        pub urls: Option<Spanned<UrlList>>,
         #[serde(default)]
         pub name: Option<Spanned<String>>,
         #[serde(default, with = "serde_duration::option")]
@@ -393,6 +398,35 @@ pub(super) struct RawQueueConfig {
     pub max_backoff: Option<Duration>,
     #[serde(default)]
     pub retry_on_http_429: Option<bool>,
+    #[serde(default, deserialize_with = "optional_byte_size")]
+    pub max_disk_usage: Option<u64>,
+}
+
+/// `url:` / `urls:` of a remote_write entry: one string or a list of strings.
+#[derive(Debug, Default)]
+pub(super) struct UrlList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for UrlList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct UrlListVisitor;
+        impl<'de> serde::de::Visitor<'de> for UrlListVisitor {
+            type Value = UrlList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<UrlList, E> {
+                Ok(UrlList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UrlList, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    urls.push(url);
+                }
+                Ok(UrlList(urls))
+            }
+        }
+        d.deserialize_any(UrlListVisitor)
+    }
 }
 
 /// One `plugins:` entry.

@@ -67,7 +67,7 @@ remote_write:
     assert_eq!((job.scrape_interval, job.scrape_timeout), (secs(1), secs(1)));
     assert_eq!(job.static_configs[0].targets.len(), 3);
     let rw = &c.remote_write[0];
-    assert_eq!(rw.url.as_str(), "http://127.0.0.1:18428/api/v1/write");
+    assert_eq!(rw.urls[0].as_str(), "http://127.0.0.1:18428/api/v1/write");
     assert_eq!(rw.name.len(), 6);
     assert_eq!(rw.queue_config, QueueConfig::default());
 }
@@ -406,6 +406,26 @@ fn http_client_keys_and_conflicts() {
 }
 
 #[test]
+fn remote_write_collector_lists_and_disk_budget() {
+    let c = parse(
+        "remote_write:\n  - url: [http://c0:19291/api/v1/receive, http://c1:19291/api/v1/receive]\n    queue_config: {max_disk_usage: 512MiB}\n  - urls: [http://d/]\n  - url: http://e/\n",
+    )
+    .unwrap();
+    let hosts = |i: usize| -> Vec<String> {
+        c.remote_write[i]
+            .urls
+            .iter()
+            .map(|u| u.host_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(hosts(0), ["c0", "c1"]);
+    assert_eq!(hosts(1), ["d"]);
+    assert_eq!(hosts(2), ["e"]);
+    assert_eq!(c.remote_write[0].queue_config.max_disk_usage, 512 << 20);
+    assert_eq!(c.remote_write[1].queue_config.max_disk_usage, 1 << 30);
+}
+
+#[test]
 fn remote_write_validation() {
     assert_error("remote_write:\n  - name: a\n", "agent.yml:2: ", "missing field `url`");
     assert_error(
@@ -427,6 +447,41 @@ fn remote_write_validation() {
         "remote_write:\n  - url: http://a/\n  - url: http://a/\n",
         "agent.yml:3: remote_write[1].name: ",
         "found duplicate for URL http://a/",
+    );
+    assert_error(
+        "remote_write:\n  - url: []\n",
+        "agent.yml:2: remote_write[0].url: ",
+        "at least one URL is required",
+    );
+    assert_error(
+        "remote_write:\n  - urls: [http://a/, 'http://a/']\n",
+        "agent.yml:2: remote_write[0].urls: ",
+        "URL http://a/ is listed twice",
+    );
+    assert_error(
+        "remote_write:\n  - url: http://a/\n    urls: [http://b/]\n",
+        "agent.yml:3: remote_write[0].urls: ",
+        "use either `url` or `urls`, not both",
+    );
+    assert_error(
+        "remote_write:\n  - url: [http://a/, gopher://b/]\n",
+        "agent.yml:2: remote_write[0].url: ",
+        "must be 'http' or 'https'",
+    );
+    assert_error(
+        "remote_write:\n  - url: {host: a}\n",
+        "agent.yml:2: remote_write[0].url",
+        "a URL or a list of URLs",
+    );
+    assert_error(
+        "remote_write:\n  - url: http://a/\n    queue_config: {max_disk_usage: 1KiB}\n",
+        "agent.yml:2: remote_write[0].queue_config.max_disk_usage: ",
+        "less than 1MiB",
+    );
+    assert_error(
+        "remote_write:\n  - url: http://a/\n    queue_config: {max_disk_usage: lots}\n",
+        "agent.yml:3: remote_write[0].queue_config.max_disk_usage",
+        "",
     );
     let c = parse("remote_write:\n  - url: http://a/\n  - url: http://a/\n    name: second\n").unwrap();
     assert_eq!(c.remote_write[1].name, "second");

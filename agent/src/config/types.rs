@@ -203,8 +203,11 @@ pub struct TlsConfig {
 /// One `remote_write:` endpoint, as Prometheus `RemoteWriteConfig`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
-    /// Receive endpoint, `http` or `https`, e.g. `http://collector:19291/api/v1/receive`.
-    pub url: url::Url,
+    /// Receive endpoints, `http` or `https`, e.g. `http://collector:19291/api/v1/receive`: never
+    /// empty, in file order, no duplicates. Several URLs (`url: [..]` or `urls: [..]`, Trawl's
+    /// addition) are equivalent collectors: each batch goes to one healthy collector. A host that
+    /// resolves to several addresses also counts as several collectors.
+    pub urls: Vec<url::Url>,
     /// Unique name used in metrics and logs; when absent in the file, the first 6 hex digits of
     /// an xxh64 hash of the URL (Prometheus hashes the whole config with MD5 instead; only
     /// uniqueness and stability matter).
@@ -245,6 +248,9 @@ pub struct QueueConfig {
     pub max_backoff: Duration,
     /// Whether HTTP 429 is retried like a 5xx; default false.
     pub retry_on_http_429: bool,
+    /// Trawl's: disk budget of the endpoint's on-disk queue, in bytes; past it the oldest
+    /// queued data is dropped and counted. Default 1 GiB, at least 1 MiB.
+    pub max_disk_usage: u64,
 }
 
 impl Default for QueueConfig {
@@ -258,6 +264,7 @@ impl Default for QueueConfig {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             retry_on_http_429: false,
+            max_disk_usage: 1 << 30,
         }
     }
 }

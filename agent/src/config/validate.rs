@@ -12,7 +12,9 @@ use serde_saphyr::{Location, Spanned};
 use trawl_model::duration::format_duration;
 
 use super::ConfigError;
-use super::raw::{RawConfig, RawFileSdConfig, RawGlobal, RawHttp, RawQueueConfig, RawRemoteWrite, RawScrapeConfig};
+use super::raw::{
+    RawConfig, RawFileSdConfig, RawGlobal, RawHttp, RawQueueConfig, RawRemoteWrite, RawScrapeConfig, UrlList,
+};
 use super::types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HttpClientConfig, QueueConfig, RemoteWriteConfig,
     ScrapeConfig, ScrapePlugin, StaticConfig, TlsConfig,
@@ -104,7 +106,7 @@ impl RawConfig {
                 } else {
                     format!(
                         "duplicate remote write configs are not allowed, found duplicate for URL {} (first at remote_write[{first}]); give them distinct `name`s",
-                        rw.url
+                        DisplayUrls(&rw.urls)
                     )
                 };
                 return Err(cx.err(at, format!("remote_write[{i}].name"), message));
@@ -435,28 +437,22 @@ impl Ctx<'_> {
         let key = format!("remote_write[{i}]");
         let at = line(&raw);
         let mut raw = raw.value;
-        let url_at = line(&raw.url);
-        let url = url::Url::parse(&raw.url.value).map_err(|e| {
-            self.err(
-                url_at,
-                format!("{key}.url"),
-                format!("invalid URL {:?}: {e}", raw.url.value),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(self.err(
-                url_at,
-                format!("{key}.url"),
-                format!("URL scheme must be 'http' or 'https', got {:?}", url.scheme()),
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(self.err(url_at, format!("{key}.url"), "URL has no host"));
-        }
-
+        let (urls_key, list) = match (raw.url.take(), raw.urls.take()) {
+            (Some(list), None) => (format!("{key}.url"), list),
+            (None, Some(list)) => (format!("{key}.urls"), list),
+            (None, None) => return Err(self.err(at, format!("{key}.url"), "missing field `url`")),
+            (Some(_), Some(list)) => {
+                return Err(self.err(
+                    line(&list),
+                    format!("{key}.urls"),
+                    "use either `url` or `urls`, not both",
+                ));
+            }
+        };
+        let urls = self.urls(&list, &urls_key)?;
         let name = match raw.name.take().filter(|n| !n.value.is_empty()) {
             Some(n) => n.value,
-            None => url_name(&url),
+            None => url_name(&urls),
         };
 
         let remote_timeout = raw.remote_timeout.unwrap_or(DEFAULT_REMOTE_TIMEOUT);
@@ -493,7 +489,7 @@ impl Ctx<'_> {
         )?;
         let http = self.http(raw.take_http(), at, &key)?;
         Ok(RemoteWriteConfig {
-            url,
+            urls,
             name,
             remote_timeout,
             headers: raw.headers,
@@ -502,6 +498,33 @@ impl Ctx<'_> {
             http,
             plugins: raw.plugins,
         })
+    }
+
+    /// The endpoint's URLs: at least one, each `http(s)` with a host, no duplicates.
+    fn urls(&self, list: &Spanned<UrlList>, key: &str) -> Result<Vec<url::Url>, ConfigError> {
+        let at = line(list);
+        if list.value.0.is_empty() {
+            return Err(self.err(at, key.to_owned(), "at least one URL is required"));
+        }
+        let mut urls: Vec<url::Url> = Vec::with_capacity(list.value.0.len());
+        for text in &list.value.0 {
+            let url = url::Url::parse(text)
+                .map_err(|e| self.err(at, key.to_owned(), format!("invalid URL {text:?}: {e}")))?;
+            let problem = if !matches!(url.scheme(), "http" | "https") {
+                Some(format!("URL scheme must be 'http' or 'https', got {:?}", url.scheme()))
+            } else if url.host_str().is_none_or(str::is_empty) {
+                Some("URL has no host".to_owned())
+            } else if urls.contains(&url) {
+                Some(format!("URL {url} is listed twice"))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(self.err(at, key.to_owned(), message));
+            }
+            urls.push(url);
+        }
+        Ok(urls)
     }
 
     /// Prometheus's defaults for absent keys, plus sanity checks Prometheus leaves to runtime.
@@ -516,6 +539,7 @@ impl Ctx<'_> {
             min_backoff: raw.min_backoff.unwrap_or(d.min_backoff),
             max_backoff: raw.max_backoff.unwrap_or(d.max_backoff),
             retry_on_http_429: raw.retry_on_http_429.unwrap_or(d.retry_on_http_429),
+            max_disk_usage: raw.max_disk_usage.unwrap_or(d.max_disk_usage),
         };
         let problem = if q.capacity == 0 {
             Some(("capacity", "capacity must be at least 1".to_owned()))
@@ -536,6 +560,11 @@ impl Ctx<'_> {
                 "batch_send_deadline",
                 "batch_send_deadline must be greater than 0".to_owned(),
             ))
+        } else if q.max_disk_usage < MIN_DISK_USAGE {
+            Some((
+                "max_disk_usage",
+                format!("max_disk_usage {} bytes is less than 1MiB", q.max_disk_usage),
+            ))
         } else if q.max_backoff < q.min_backoff {
             Some((
                 "max_backoff",
@@ -555,10 +584,30 @@ impl Ctx<'_> {
     }
 }
 
-/// The default `name` of a remote write endpoint: 6 hex digits of the URL's xxh64.
-fn url_name(url: &url::Url) -> String {
-    let hash = xxhash_rust::xxh64::xxh64(url.as_str().as_bytes(), 0);
+/// Smallest `queue_config.max_disk_usage`: a few segments.
+const MIN_DISK_USAGE: u64 = 1 << 20;
+
+/// The default `name` of a remote write endpoint: 6 hex digits of the xxh64 of its URLs joined
+/// by commas (of the URL alone when there is one, as before lists existed).
+fn url_name(urls: &[url::Url]) -> String {
+    let joined: Vec<&str> = urls.iter().map(url::Url::as_str).collect();
+    let hash = xxhash_rust::xxh64::xxh64(joined.join(",").as_bytes(), 0);
     format!("{:06x}", hash >> 40)
+}
+
+/// URLs for messages: `a` or `[a, b]`.
+struct DisplayUrls<'a>(&'a [url::Url]);
+
+impl std::fmt::Display for DisplayUrls<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            [one] => write!(f, "{one}"),
+            many => {
+                let list: Vec<&str> = many.iter().map(url::Url::as_str).collect();
+                write!(f, "[{}]", list.join(", "))
+            }
+        }
+    }
 }
 
 /// Prometheus's `^[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)$`, extended to `?` and `[`:
@@ -595,8 +644,10 @@ mod tests {
     fn url_names_are_stable_six_hex_digits() {
         let a = url::Url::parse("http://a:1/api/v1/write").unwrap();
         let b = url::Url::parse("http://b:1/api/v1/write").unwrap();
-        assert_eq!(url_name(&a).len(), 6);
-        assert_eq!(url_name(&a), url_name(&a.clone()));
-        assert_ne!(url_name(&a), url_name(&b));
+        let one = url_name(std::slice::from_ref(&a));
+        assert_eq!(one.len(), 6);
+        assert_eq!(one, url_name(std::slice::from_ref(&a)));
+        assert_ne!(one, url_name(std::slice::from_ref(&b)));
+        assert_ne!(url_name(&[a.clone(), b.clone()]), url_name(&[b, a]));
     }
 }

@@ -75,33 +75,25 @@ pub enum HttpClientError {
 ///
 /// Errors: unreadable or invalid `ca_file`, `cert_file`, `key_file`, or `server_name`.
 pub fn build_client(cfg: &HttpClientConfig) -> Result<reqwest::Client, HttpClientError> {
+    client_builder(cfg)?.build().map_err(HttpClientError::Build)
+}
+
+/// The builder [`build_client`] finishes, for callers that add settings of their own (remote
+/// write pins each collector's address with `ClientBuilder::resolve`).
+///
+/// Errors: as [`build_client`], except reqwest's own build error.
+pub fn client_builder(cfg: &HttpClientConfig) -> Result<reqwest::ClientBuilder, HttpClientError> {
     let tls = tls_config(&cfg.tls_config)?;
     let redirects = if cfg.follow_redirects {
         reqwest::redirect::Policy::limited(MAX_REDIRECTS)
     } else {
         reqwest::redirect::Policy::none()
     };
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(redirects)
         .no_proxy()
-        .user_agent(concat!("trawl-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(HttpClientError::Build)
+        .user_agent(concat!("trawl-agent/", env!("CARGO_PKG_VERSION"))))
 }
 
-/// An error and all its sources on one line (`a: b: c`); reqwest's own Display hides the
-/// TLS or connection cause.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
-}
+pub use trawl_process::error_chain;

@@ -1,16 +1,30 @@
-//! One remote write HTTP request and the classification of its outcome, as Prometheus
-//! `storage/remote/client.go` (`Client.Store`): 2xx is success; 5xx, network errors and (when
-//! enabled) 429 are recoverable; any other status drops the batch.
+//! Sending one batch to the healthy collectors of an endpoint, and the classification of each
+//! answer as Prometheus `storage/remote/client.go` (`Client.Store`): 2xx is success; 5xx,
+//! network errors and (when enabled) 429 are recoverable; any other status drops the batch.
+//!
+//! A recoverable failure marks the collector down (see [`collectors`]) and the same body goes
+//! at once to the next healthy collector; a collector silent for 1.5 s while another healthy
+//! one exists gets the body sent to that one too (a hedged request: the first 2xx wins and the
+//! other request is cancelled; receivers take identical duplicates).
 
+#[path = "collectors.rs"]
+mod collectors;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use tracing::debug;
 
 use super::RemoteWriteError;
 use crate::config::RemoteWriteConfig;
 use crate::http_client::{self, Auth, HttpClientError};
+use collectors::{Collector, Collectors, Resolver, SystemResolver, Timing};
+
+pub use collectors::CollectorFamilies;
 
 /// `User-Agent` of every remote write request.
 const USER_AGENT_VALUE: &str = concat!("trawl-agent/", env!("CARGO_PKG_VERSION"));
@@ -47,6 +61,9 @@ pub enum SendError {
         /// First line of the response body, at most 1024 bytes.
         line: String,
     },
+    /// The endpoint has no URL (configuration validation rejects that earlier). Permanent.
+    #[error("remote write endpoint has no URL")]
+    NoCollector,
 }
 
 impl SendError {
@@ -56,6 +73,7 @@ impl SendError {
         match self {
             SendError::Auth(_) | SendError::Request(_) | SendError::RateLimited { .. } => true,
             SendError::Status { status, .. } => status.is_server_error(),
+            SendError::NoCollector => false,
         }
     }
 
@@ -66,47 +84,142 @@ impl SendError {
             _ => None,
         }
     }
+
+    /// Whether the collector is at fault, so another one may take the same body: every
+    /// recoverable error but [`SendError::Auth`], which fails the same way everywhere.
+    fn fails_over(&self) -> bool {
+        self.is_recoverable() && !matches!(self, SendError::Auth(_))
+    }
 }
 
-/// Sends encoded batches to one endpoint.
+/// Sends encoded batches to the collectors of one endpoint.
 pub(super) struct Client {
-    http: reqwest::Client,
+    collectors: Collectors,
     auth: Auth,
-    url: url::Url,
     headers: HeaderMap,
     timeout: Duration,
     retry_on_http_429: bool,
 }
 
 impl Client {
-    /// Builds the HTTP client (TLS, redirects) and the fixed request headers of `cfg`.
+    /// Builds the collectors of `cfg.urls` (HTTP clients with TLS and redirects) and the fixed
+    /// request headers of `cfg`, reporting collector health and failovers into `families`.
     ///
     /// # Errors
     /// [`RemoteWriteError::HttpClient`] when TLS files cannot be loaded,
     /// [`RemoteWriteError::Header`] for a configured header that is not valid HTTP.
-    pub(super) fn new(cfg: &RemoteWriteConfig) -> Result<Client, RemoteWriteError> {
-        let http = http_client::build_client(&cfg.http).map_err(|source| RemoteWriteError::HttpClient {
-            remote_name: cfg.name.clone(),
-            source,
-        })?;
+    pub(super) fn new(cfg: &RemoteWriteConfig, families: &CollectorFamilies) -> Result<Client, RemoteWriteError> {
+        Self::build(cfg, families, Timing::default(), Arc::new(SystemResolver))
+    }
+
+    fn build(
+        cfg: &RemoteWriteConfig,
+        families: &CollectorFamilies,
+        timing: Timing,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Client, RemoteWriteError> {
+        let collectors =
+            Collectors::new(&cfg.name, &cfg.urls, &cfg.http, timing, resolver, families).map_err(|source| {
+                RemoteWriteError::HttpClient {
+                    remote_name: cfg.name.clone(),
+                    source,
+                }
+            })?;
         Ok(Client {
-            http,
+            collectors,
             auth: Auth::from_config(&cfg.http),
-            url: cfg.url.clone(),
             headers: request_headers(cfg)?,
             timeout: cfg.remote_timeout,
             retry_on_http_429: cfg.queue_config.retry_on_http_429,
         })
     }
 
-    /// POSTs one snappy-compressed `WriteRequest` with a timeout of `remote_timeout`.
+    /// Sends one snappy-compressed `WriteRequest` to one healthy collector, each attempt bounded
+    /// by `remote_timeout`. A recoverable failure sends the same body at once to the next
+    /// healthy collector; an attempt without an answer after 1.5 s is hedged to the next one.
+    /// Returns at the first 2xx, or at the first permanent error (the body is bad everywhere).
     ///
     /// # Errors
-    /// See [`SendError`]; [`SendError::is_recoverable`] tells whether to retry.
+    /// The last collector's error when every collector tried failed; a permanent error at once.
+    /// [`SendError::is_recoverable`] tells whether to retry.
     pub(super) async fn store(&self, body: Bytes) -> Result<(), SendError> {
-        let request = self
+        // Resolve names first when due, so this round sees the current addresses.
+        self.collectors.refresh().await;
+        let mut waiting = self.collectors.candidates().into_iter();
+        let Some(first) = waiting.next() else {
+            return Err(SendError::NoCollector);
+        };
+        let timing = *self.collectors.timing();
+        let mut started = vec![Arc::clone(&first)];
+        let mut in_flight = FuturesUnordered::new();
+        in_flight.push(self.attempt(first, body.clone()));
+        let hedge = tokio::time::sleep(timing.hedge_after);
+        tokio::pin!(hedge);
+        loop {
+            let next = tokio::select! {
+                answer = in_flight.next() => {
+                    let Some((collector, result)) = answer else {
+                        return Err(SendError::NoCollector);
+                    };
+                    started.retain(|c| !Arc::ptr_eq(c, &collector));
+                    let error = match result {
+                        Ok(()) => {
+                            collector.answered();
+                            // The requests still in flight are cancelled when this returns.
+                            for slow in &started {
+                                slow.failed(&timing, &"no answer while another collector accepted the batch", None);
+                            }
+                            return Ok(());
+                        }
+                        Err(error) if !error.fails_over() => {
+                            // A permanent answer shows the collector is reachable; an auth
+                            // failure says nothing about it.
+                            if !error.is_recoverable() {
+                                collector.answered();
+                            }
+                            return Err(error);
+                        }
+                        Err(error) => error,
+                    };
+                    collector.failed(&timing, &error, error.retry_after());
+                    match waiting.next() {
+                        Some(next) => next,
+                        None if in_flight.is_empty() => {
+                            self.collectors.all_failed();
+                            return Err(error);
+                        }
+                        None => continue,
+                    }
+                }
+                () = &mut hedge, if waiting.len() > 0 => match waiting.next() {
+                    Some(next) => {
+                        debug!(
+                            message = "No answer yet; sending the batch to another collector too.",
+                            collector = %next.name(),
+                            after = ?timing.hedge_after,
+                        );
+                        next
+                    }
+                    None => continue,
+                },
+            };
+            self.collectors.failover();
+            hedge.as_mut().reset(tokio::time::Instant::now() + timing.hedge_after);
+            started.push(Arc::clone(&next));
+            in_flight.push(self.attempt(next, body.clone()));
+        }
+    }
+
+    /// POSTs `body` to `collector` with a timeout of `remote_timeout`.
+    async fn attempt(&self, collector: Arc<Collector>, body: Bytes) -> (Arc<Collector>, Result<(), SendError>) {
+        let result = self.post(&collector, body).await;
+        (collector, result)
+    }
+
+    async fn post(&self, collector: &Collector, body: Bytes) -> Result<(), SendError> {
+        let request = collector
             .http
-            .post(self.url.clone())
+            .post(collector.url.clone())
             .headers(self.headers.clone())
             .timeout(self.timeout)
             .body(body);

@@ -1,6 +1,7 @@
 //! Remote write metrics, named as Prometheus `storage/remote/queue_manager.go`'s
 //! `prometheus_remote_storage_*` but under `trawl_agent_remote_write_`, one series per endpoint
-//! (labels `remote_name` and `url`, as Prometheus).
+//! (labels `remote_name` and `url`, as Prometheus), plus Trawl's on-disk queue metrics
+//! `trawl_agent_remote_write_disk_*` (label `remote_name`).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use super::client::CollectorFamilies;
 
 /// Buckets of `sent_batch_duration_seconds`: Prometheus's default buckets plus 25s..300s, as
 /// Prometheus 2.42 uses for the same histogram (sends can take up to `remote_timeout`).
@@ -23,6 +26,12 @@ const BATCH_DURATION_BUCKETS: [f64; 15] = [
 struct EndpointLabels {
     remote_name: String,
     url: String,
+}
+
+/// Identifies an endpoint's on-disk queue series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    remote_name: String,
 }
 
 fn new_batch_duration_histogram() -> Histogram {
@@ -46,6 +55,15 @@ pub struct RemoteWriteFamilies {
     bytes: Family<EndpointLabels, Counter>,
     highest_sent_timestamp: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
     queue_capacity: Family<EndpointLabels, Gauge>,
+    disk_usage: Family<QueueLabels, Gauge>,
+    disk_segments: Family<QueueLabels, Gauge>,
+    disk_written: Family<QueueLabels, Counter>,
+    disk_read: Family<QueueLabels, Counter>,
+    disk_dropped_samples: Family<QueueLabels, Counter>,
+    disk_dropped: Family<QueueLabels, Counter>,
+    disk_corrupt_records: Family<QueueLabels, Counter>,
+    /// Per-collector health and failovers, registered by the client's own module.
+    collectors: CollectorFamilies,
 }
 
 impl std::fmt::Debug for RemoteWriteFamilies {
@@ -69,13 +87,21 @@ impl RemoteWriteFamilies {
             bytes: Family::default(),
             highest_sent_timestamp: Family::default(),
             queue_capacity: Family::default(),
+            disk_usage: Family::default(),
+            disk_segments: Family::default(),
+            disk_written: Family::default(),
+            disk_read: Family::default(),
+            disk_dropped_samples: Family::default(),
+            disk_dropped: Family::default(),
+            disk_corrupt_records: Family::default(),
+            collectors: CollectorFamilies::register(registry),
         };
         let r = registry.sub_registry_with_prefix("trawl_agent_remote_write");
         r.register("samples", "Samples sent successfully.", metrics.samples.clone());
         r.register(
             "samples_failed",
-            "Samples not delivered: rejected with a non-retryable error, or still pending when \
-             shutdown's remote_timeout expired.",
+            "Samples not delivered: rejected with a non-retryable error, appended after shutdown \
+             began, or not written to the on-disk queue.",
             metrics.samples_failed.clone(),
         );
         r.register(
@@ -91,8 +117,8 @@ impl RemoteWriteFamilies {
         );
         r.register(
             "samples_pending",
-            "Samples handed to the queue and not yet delivered or failed (queued, waiting for \
-             room, or being sent).",
+            "Samples handed to the queue and not yet delivered or failed (in memory, on disk, or \
+             being sent); samples an earlier run left on disk count once read back.",
             metrics.samples_pending.clone(),
         );
         r.register("shards", "Shards sending in parallel.", metrics.shards.clone());
@@ -115,10 +141,74 @@ impl RemoteWriteFamilies {
         );
         r.register(
             "queue_capacity",
-            "Capacity of each shard's queue, in samples.",
+            "Capacity of each shard's in-memory queue, in samples; more wait on disk only.",
             metrics.queue_capacity.clone(),
         );
+        r.register_with_unit(
+            "disk_usage",
+            "Bytes of the endpoint's on-disk queue segment files.",
+            Unit::Bytes,
+            metrics.disk_usage.clone(),
+        );
+        r.register(
+            "disk_segments",
+            "Segment files of the endpoint's on-disk queue.",
+            metrics.disk_segments.clone(),
+        );
+        r.register_with_unit(
+            "disk_written",
+            "Bytes appended to the on-disk queue (compressed records).",
+            Unit::Bytes,
+            metrics.disk_written.clone(),
+        );
+        r.register_with_unit(
+            "disk_read",
+            "Bytes read back from the on-disk queue: replay after a restart, or a backlog larger \
+             than the in-memory capacity.",
+            Unit::Bytes,
+            metrics.disk_read.clone(),
+        );
+        r.register(
+            "disk_dropped_samples",
+            "Samples not yet sent that were deleted with the oldest segments past max_disk_usage.",
+            metrics.disk_dropped_samples.clone(),
+        );
+        r.register_with_unit(
+            "disk_dropped",
+            "Bytes of unsent records deleted with the oldest segments past max_disk_usage.",
+            Unit::Bytes,
+            metrics.disk_dropped.clone(),
+        );
+        r.register(
+            "disk_corrupt_records",
+            "Unreadable records (CRC mismatch, torn tail, bad header) skipped with the rest of \
+             their segment.",
+            metrics.disk_corrupt_records.clone(),
+        );
         metrics
+    }
+
+    /// The per-collector families, for the endpoint's client.
+    pub(super) fn collectors(&self) -> &CollectorFamilies {
+        &self.collectors
+    }
+
+    /// The on-disk queue handles of endpoint `remote_name`, pre-initialised at zero; `pending`
+    /// is the endpoint's `samples_pending`, which replayed and dropped samples move.
+    pub(super) fn queue(&self, remote_name: &str, endpoint: &EndpointMetrics) -> QueueMetrics {
+        let labels = QueueLabels {
+            remote_name: remote_name.to_owned(),
+        };
+        QueueMetrics {
+            usage: self.disk_usage.get_or_create_owned(&labels),
+            segments: self.disk_segments.get_or_create_owned(&labels),
+            written: self.disk_written.get_or_create_owned(&labels),
+            read: self.disk_read.get_or_create_owned(&labels),
+            dropped_samples: self.disk_dropped_samples.get_or_create_owned(&labels),
+            dropped_bytes: self.disk_dropped.get_or_create_owned(&labels),
+            corrupt_records: self.disk_corrupt_records.get_or_create_owned(&labels),
+            pending: endpoint.samples_pending.clone(),
+        }
     }
 
     /// The handles of one endpoint; creates (pre-initialises) its series at zero. `url` should
@@ -198,6 +288,11 @@ impl EndpointMetrics {
         }
     }
 
+    /// `n` pending samples stay on disk when the queue stops; the next run counts them again.
+    pub(super) fn left_on_disk(&self, n: usize) {
+        self.samples_pending.dec_by(saturating_i64(n));
+    }
+
     /// A batch of `n` samples is about to be sent again.
     pub(super) fn retried(&self, n: usize) {
         self.samples_retried.inc_by(n as u64);
@@ -210,6 +305,35 @@ impl EndpointMetrics {
     }
 }
 
-fn saturating_i64(n: usize) -> i64 {
+/// One endpoint's on-disk queue series, shared by its shards; cheap to clone. Gauges move by
+/// deltas, so a queue that stops takes back exactly what it added.
+#[derive(Clone)]
+pub(crate) struct QueueMetrics {
+    /// `disk_usage_bytes`.
+    pub(crate) usage: Gauge,
+    /// `disk_segments`.
+    pub(crate) segments: Gauge,
+    /// `disk_written_bytes_total`.
+    pub(crate) written: Counter,
+    /// `disk_read_bytes_total`.
+    pub(crate) read: Counter,
+    /// `disk_dropped_samples_total`.
+    pub(crate) dropped_samples: Counter,
+    /// `disk_dropped_bytes_total`.
+    pub(crate) dropped_bytes: Counter,
+    /// `disk_corrupt_records_total`.
+    pub(crate) corrupt_records: Counter,
+    /// The endpoint's `samples_pending`.
+    pub(crate) pending: Gauge,
+}
+
+impl std::fmt::Debug for QueueMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueMetrics").finish_non_exhaustive()
+    }
+}
+
+/// `n` as a gauge value, saturating.
+pub(crate) fn saturating_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

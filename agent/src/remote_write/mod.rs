@@ -1,19 +1,24 @@
 //! Remote write 1.0 (<https://prometheus.io/docs/specs/remote_write_spec/>): per-endpoint queues
-//! fed by the scrape loops, shards that batch samples, and the HTTP client that sends them.
+//! on disk fed by the scrape loops, shards that batch samples, and the HTTP client that sends
+//! them.
 //!
 //! ```text
-//! scrape loops ──append()──► QueueManager ──hash──► Shard 0..n ──► Client ──► receiver
-//!                           (one per endpoint)
+//! scrape loops ──append()──► QueueManager ──hash──► shard 0..n: ShardQueue ──► Client ──► receiver
+//!               (compress,   (one per endpoint)       write(2) to segment      (joins records,
+//!                returns after the disk write)        + memory up to capacity   2xx → position)
+//!                                                     <storage.path>/queue/<name>/shard-<i>/
 //! prepare_series(), once per new series: external labels, write relabel, encoded labels
 //! ```
 //!
-//! Files: `queue_manager.rs` (one endpoint: routing, retries with backoff, shutdown with a flush
-//! deadline), `shards.rs` (bounded FIFOs with back-pressure, batching by size and deadline),
-//! `client.rs` (one HTTP send and the recoverable/permanent split, [`SendError`]), `metrics.rs`
-//! (`trawl_agent_remote_write_*`).
+//! Files: `queue_manager.rs` (one endpoint: routing, compression, retries with backoff,
+//! shutdown with a flush deadline), `shards.rs` (the endpoint task: directory lock, one send
+//! loop per shard), `disk/` (the on-disk queue: segments, records, read position, budget,
+//! replay), `client.rs` (one HTTP send and the recoverable/permanent split, [`SendError`]),
+//! `metrics.rs` (`trawl_agent_remote_write_*`).
 
 mod batch;
 mod client;
+mod disk;
 mod metrics;
 mod prepared;
 mod queue_manager;
@@ -22,6 +27,7 @@ mod shards;
 #[cfg(test)]
 mod tests;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,6 +36,7 @@ use trawl_model::remote::encode_labels;
 
 pub use batch::WriteBatch;
 pub use client::SendError;
+pub use disk::DiskError;
 pub use metrics::RemoteWriteFamilies;
 pub use prepared::PreparedSeries;
 
@@ -58,6 +65,15 @@ pub enum RemoteWriteError {
         /// The header's configured name.
         header: String,
     },
+    /// The endpoint's queue directory could not be created.
+    #[error("remote_write {remote_name}: {source}")]
+    Queue {
+        /// The endpoint's `name`.
+        remote_name: String,
+        /// What failed.
+        #[source]
+        source: DiskError,
+    },
 }
 
 /// Every remote write endpoint of the agent. A cheap handle: clones share the same queues, so
@@ -83,25 +99,29 @@ impl std::fmt::Debug for RemoteWrite {
 
 impl RemoteWrite {
     /// Starts one queue per endpoint in `configs` (in order: the index into
-    /// [`PreparedSeries::endpoints`]) with `max(min_shards, 1)` shard tasks each, reporting into
-    /// `families`; each endpoint runs the write-stage plugins it names from `plugins`. Call
-    /// inside a tokio runtime.
+    /// [`PreparedSeries::endpoints`]) with `max(min_shards, 1)` shards each, reporting into
+    /// `families`; each endpoint runs the write-stage plugins it names from `plugins`. Each
+    /// endpoint's on-disk queue lives in `<queue_dir>/<name>/` (the agent passes
+    /// `<storage.path>/queue`); what an earlier run left there is sent first. An endpoint whose
+    /// directory is still held by a previous `RemoteWrite` (a reload) waits for its shutdown.
+    /// Call inside a tokio runtime.
     ///
     /// # Errors
-    /// [`RemoteWriteError`] when an endpoint's HTTP client or headers are invalid; nothing is
-    /// left running then.
+    /// [`RemoteWriteError`] when an endpoint's HTTP client or headers are invalid or its queue
+    /// directory cannot be created; nothing is left running then.
     pub fn new(
         configs: &[RemoteWriteConfig],
         external_labels: &Labels,
         families: &RemoteWriteFamilies,
         plugins: &PluginSet,
+        queue_dir: &Path,
     ) -> Result<RemoteWrite, RemoteWriteError> {
         // An error drops the endpoints started so far, which closes their shards.
         let endpoints = configs
             .iter()
             .map(|cfg| {
                 let stage = plugins.stage(Stage::Write, cfg.plugins.iter().map(String::as_str));
-                QueueManager::start(cfg, families, stage)
+                QueueManager::start(cfg, families, stage, queue_dir)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RemoteWrite {
@@ -164,10 +184,11 @@ impl RemoteWrite {
         WriteBatch::new(self.inner.endpoints.iter().map(QueueManager::batch_shape), size_hint)
     }
 
-    /// Queues one scrape's batch for every endpoint; waits when a shard's queue is full
-    /// (back-pressure; never drops). Samples whose series an endpoint dropped are counted in its
-    /// `samples_dropped_total`; batches appended after [`shutdown`](Self::shutdown) began are
-    /// counted in `samples_failed_total` and not sent.
+    /// Queues one scrape's batch for every endpoint: returns once it is written to each
+    /// endpoint's on-disk queue (page cache), never waiting for the network. Samples whose
+    /// series an endpoint dropped are counted in its `samples_dropped_total`; batches appended
+    /// after [`shutdown`](Self::shutdown) began are counted in `samples_failed_total` and not
+    /// sent.
     pub async fn append(&self, batch: WriteBatch) {
         let closed = self.inner.closed.load(Ordering::Acquire);
         for (endpoint, part) in self.inner.endpoints.iter().zip(batch.endpoints) {
@@ -180,10 +201,11 @@ impl RemoteWrite {
     }
 
     /// Stops accepting, flushes what is queued within each endpoint's remote_timeout, then
-    /// returns; counts what could not be sent.
+    /// returns and releases the queue directories.
     ///
     /// Endpoints flush concurrently. Samples still queued or in flight when an endpoint's
-    /// `remote_timeout` expires are added to its `samples_failed_total`. Other clones of this
+    /// `remote_timeout` expires stay on disk and are sent by the next `RemoteWrite` over the
+    /// same directory (they leave `samples_pending`, and are not failed). Other clones of this
     /// handle stay valid but no longer send anything; a second `shutdown` returns at once.
     /// Dropping every handle without `shutdown` lets the shards send what is queued in the
     /// background, with no deadline.

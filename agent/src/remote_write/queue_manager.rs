@@ -1,32 +1,41 @@
 //! One remote write endpoint, as Prometheus `storage/remote/queue_manager.go` `QueueManager`
-//! but fed directly by the scrape loops instead of tailing a WAL.
+//! but fed directly by the scrape loops instead of tailing a WAL, with an on-disk queue per
+//! shard in between (see [`super::disk`]).
 //!
 //! Samples are routed by series hash to a fixed number of shards, `max(min_shards, 1)`:
 //! Prometheus's dynamic resharding needs every old shard flushed before new ones start (to keep
-//! per-series order) and is left out. Each shard sends one batch at a time, encoded once and
-//! retried with the same bytes.
+//! per-series order) and is left out. Each chunk is compressed once, in `append`; a send joins
+//! the compressed records of a batch and retries the same bytes.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use trawl_model::labels::Labels;
 use trawl_model::relabel::{self, RelabelConfig};
-use trawl_model::remote::{Compressor, SeriesBuffer, encode_labels};
+use trawl_model::remote::{CodecError, Compressor, encode_labels};
 
 use super::RemoteWriteError;
 use super::batch::EndpointBatch;
 use super::client::Client;
+use super::disk::{self, AppendError, Batch, QueueOptions};
 use super::metrics::{EndpointMetrics, RemoteWriteFamilies};
-use super::shards::Shards;
+use super::shards::{self, Shards};
 use crate::config::RemoteWriteConfig;
 use crate::plugin::StagePlugins;
 
 /// Smallest retry delay, so a zero `min_backoff` cannot turn retries into a busy loop.
 const MIN_BACKOFF_FLOOR: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// Snappy state and output buffer of the scrape loops running on this thread.
+    static COMPRESSOR: RefCell<Compressor> = RefCell::new(Compressor::default());
+}
 
 /// The queue and shards of one endpoint.
 pub(super) struct QueueManager {
@@ -36,23 +45,37 @@ pub(super) struct QueueManager {
     /// Write-stage plugins, run after `write_relabel_configs`.
     plugins: StagePlugins,
     flush_timeout: Duration,
-    shards: Shards,
+    shards: Arc<Shards>,
+    /// The task that opens the queue and runs the shards; taken by `shutdown`.
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl QueueManager {
-    /// Builds the client for `cfg` and starts its shard tasks (inside a tokio runtime);
-    /// `plugins` are the endpoint's write-stage plugins.
+    /// Builds the client for `cfg` and starts the task (inside a tokio runtime) that opens its
+    /// on-disk queue under `queue_dir` (waiting for a previous queue of the same endpoint to
+    /// release it) and runs the shards; `plugins` are the endpoint's write-stage plugins.
     ///
     /// # Errors
-    /// As [`Client::new`].
+    /// As [`Client::new`]; [`RemoteWriteError::Queue`] when the queue directory cannot be
+    /// created.
     pub(super) fn start(
         cfg: &RemoteWriteConfig,
         families: &RemoteWriteFamilies,
         plugins: StagePlugins,
+        queue_dir: &Path,
     ) -> Result<QueueManager, RemoteWriteError> {
-        let client = Client::new(cfg)?;
-        let metrics = families.endpoint(&cfg.name, &redacted(&cfg.url));
+        let client = Client::new(cfg, families.collectors())?;
+        let urls: Vec<String> = cfg.urls.iter().map(redacted).collect();
+        let metrics = families.endpoint(&cfg.name, &urls.join(","));
         let queue = &cfg.queue_config;
+        let dir = disk::endpoint_dir(queue_dir, &cfg.name);
+        std::fs::create_dir_all(&dir).map_err(|source| RemoteWriteError::Queue {
+            remote_name: cfg.name.clone(),
+            source: disk::DiskError::Io {
+                dir: dir.clone(),
+                source,
+            },
+        })?;
         let sender = Arc::new(Sender {
             name: cfg.name.clone(),
             client,
@@ -62,13 +85,28 @@ impl QueueManager {
             min_backoff: queue.min_backoff.max(MIN_BACKOFF_FLOOR),
             max_backoff: queue.max_backoff.max(MIN_BACKOFF_FLOOR),
         });
-        let shards = Shards::start(queue.min_shards, queue.capacity, &sender);
+        let shards = Arc::new(Shards::new(queue.min_shards.max(1), dir.clone()));
+        let options = QueueOptions {
+            remote_name: cfg.name.clone(),
+            capacity: queue.capacity.max(1),
+            // The endpoint's budget; `disk::open_shards` splits it and sizes the segments.
+            max_bytes: queue.max_disk_usage,
+            segment_bytes: 0,
+        };
+        let queue_metrics = families.queue(&cfg.name, &metrics);
+        let task = tokio::spawn(shards::run(
+            Arc::clone(&shards),
+            Arc::clone(&sender),
+            options,
+            queue_metrics,
+        ));
         metrics.set_sizing(shards.len(), queue.capacity);
         info!(
             message = "Remote write endpoint started.",
             remote_name = %cfg.name,
-            url = %redacted(&cfg.url),
+            url = %urls.join(","),
             shards = shards.len(),
+            queue = %dir.display(),
         );
         Ok(QueueManager {
             sender,
@@ -76,6 +114,7 @@ impl QueueManager {
             plugins,
             flush_timeout: cfg.remote_timeout,
             shards,
+            task: Mutex::new(Some(task)),
         })
     }
 
@@ -118,17 +157,44 @@ impl QueueManager {
         self.plugins.version()
     }
 
-    /// Queues one scrape's chunks for this endpoint, waiting while a shard is full.
+    /// Queues one scrape's chunks for this endpoint: each is compressed and written to its
+    /// shard's on-disk queue. Waits only while the queue is being opened (at start, or for the
+    /// previous queue of this endpoint to finish its shutdown).
     pub(super) async fn append(&self, batch: EndpointBatch) {
         if batch.dropped > 0 {
             self.sender.metrics.dropped(batch.dropped);
         }
+        let Some(queues) = self.shards.queues().await else {
+            self.rejected_after_shutdown(batch.samples());
+            return;
+        };
         for (shard, chunk) in batch.into_chunks() {
-            // Counted before the push, so a fast send cannot take the gauge below zero.
-            self.sender.metrics.queued(chunk.samples());
-            if let Err(rejected) = self.shards.push(shard, chunk).await {
-                self.sender.metrics.failed(rejected, true);
-                self.log_rejected(rejected);
+            let n = chunk.samples();
+            // Counted before the write, so a fast send cannot take the gauge below zero.
+            self.sender.metrics.queued(n);
+            let max_timestamp_ms = chunk.max_timestamp_ms().unwrap_or(i64::MIN);
+            let result = COMPRESSOR.with_borrow_mut(|compressor| {
+                let block = compressor.compress(chunk.proto())?;
+                Ok::<_, CodecError>(
+                    queues
+                        .get(shard)
+                        .map_or(Err(AppendError::Closed), |q| q.append(n, max_timestamp_ms, block)),
+                )
+            });
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(AppendError::Closed)) => {
+                    self.sender.metrics.failed(n, true);
+                    self.log_rejected(n);
+                }
+                Ok(Err(error)) => {
+                    self.sender.metrics.failed(n, true);
+                    error!(message = "Remote write queue write failed; dropping samples.", remote_name = %self.sender.name, samples = n, %error);
+                }
+                Err(error) => {
+                    self.sender.metrics.failed(n, true);
+                    error!(message = "Remote write chunk could not be compressed; dropping it.", remote_name = %self.sender.name, samples = n, %error);
+                }
             }
         }
     }
@@ -152,38 +218,28 @@ impl QueueManager {
         );
     }
 
-    /// Stops accepting, lets the shards send what is queued for up to `remote_timeout`, then
-    /// aborts them and counts what is left as failed.
+    /// Stops accepting, lets the shards send what is queued (memory and disk) for up to
+    /// `remote_timeout`, then stops them; what is left stays on disk for the next start.
     pub(super) async fn shutdown(&self) {
         self.shards.close();
-        let tasks = self.shards.take_tasks();
-        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
-        let all = futures::future::join_all(tasks);
-        tokio::pin!(all);
-        tokio::select! {
-            _ = &mut all => {}
-            () = tokio::time::sleep(self.flush_timeout) => {
-                aborts.iter().for_each(|a| a.abort());
-                // Wait for the aborted tasks to be dropped so their in-flight counts are final.
-                all.await;
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut task) = task {
+            tokio::select! {
+                _ = &mut task => {}
+                () = tokio::time::sleep(self.flush_timeout) => {
+                    task.abort();
+                    // Wait for the task to be dropped: it holds the directory lock.
+                    let _ = task.await;
+                }
             }
         }
-        let undelivered = self.shards.undelivered();
-        if undelivered > 0 {
-            self.sender.metrics.failed(undelivered, true);
-            warn!(
-                message = "Remote write stopped with samples not sent.",
-                remote_name = %self.sender.name,
-                samples = undelivered,
-                flush_timeout = ?self.flush_timeout,
-            );
-        }
+        self.shards.release(&self.sender.metrics);
         info!(message = "Remote write endpoint stopped.", remote_name = %self.sender.name);
     }
 }
 
 impl Drop for QueueManager {
-    /// Lets the shard tasks drain and end when the endpoint is dropped without `shutdown`.
+    /// Lets the shards drain and end when the endpoint is dropped without `shutdown`.
     fn drop(&mut self) {
         self.shards.close();
     }
@@ -206,6 +262,11 @@ impl Sender {
         self.max_samples_per_send
     }
 
+    /// The endpoint's metrics.
+    pub(super) fn metrics(&self) -> &EndpointMetrics {
+        &self.metrics
+    }
+
     /// Longest wait for a batch to fill.
     pub(super) fn batch_send_deadline(&self) -> Duration {
         self.batch_send_deadline
@@ -214,24 +275,10 @@ impl Sender {
     /// Sends `batch` until it is delivered or rejected for good. Recoverable errors are retried
     /// forever, after `Retry-After` when the server gave one, else after a backoff doubling from
     /// `min_backoff` to `max_backoff`.
-    pub(super) async fn send_batch(&self, batch: &SeriesBuffer, compressor: &mut Compressor) {
-        // Compress once; every retry sends the same bytes.
-        let max_timestamp_ms = batch.max_timestamp_ms().unwrap_or(i64::MIN);
-        let n = batch.samples();
-        let body = match compressor.compress(batch.proto()) {
-            Ok(body) => Bytes::copy_from_slice(body),
-            Err(error) => {
-                self.metrics.failed(n, true);
-                error!(
-                    message = "Remote write batch could not be encoded; dropping it.",
-                    remote_name = %self.name,
-                    samples = n,
-                    %error,
-                );
-                return;
-            }
-        };
-
+    pub(super) async fn send_batch(&self, batch: &Batch) {
+        // Joined once; every retry sends the same bytes.
+        let body = disk::join_blocks(&batch.records);
+        let n = batch.samples;
         let mut backoff = self.min_backoff;
         loop {
             let started = Instant::now();
@@ -239,7 +286,7 @@ impl Sender {
             self.metrics.attempt(body.len(), started.elapsed());
             let error = match result {
                 Ok(()) => {
-                    self.metrics.sent(n, max_timestamp_ms);
+                    self.metrics.sent(n, batch.max_timestamp_ms);
                     return;
                 }
                 Err(error) => error,

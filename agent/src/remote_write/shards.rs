@@ -1,216 +1,190 @@
-//! Shards of one endpoint: each is a bounded FIFO of encoded chunks (counted in samples) and a
-//! task that joins chunks into batches of at most `max_samples_per_send` and hands them to the
-//! [`Sender`]. A series always maps to the same shard (by its hash), so its samples are sent in
+//! Shards of one endpoint: each is an on-disk queue ([`ShardQueue`]) and a loop that takes
+//! batches of at most `max_samples_per_send` from it, hands them to the [`Sender`] and settles
+//! them. A series always maps to the same shard (by its hash), so its samples are sent in
 //! order. The shard count is fixed for the endpoint's lifetime; see [`super::queue_manager`].
+//!
+//! One task per endpoint takes the directory lock (a previous queue of the same endpoint may
+//! still be shutting down after a reload), opens the shard queues, then runs every shard loop.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-use trawl_model::remote::{Compressor, SeriesBuffer};
+use tracing::{error, info, warn};
 
+use super::disk::{self, DirLock, QueueOptions, ShardQueue};
+use super::metrics::{EndpointMetrics, QueueMetrics};
 use super::queue_manager::Sender;
 
-/// The shards of one endpoint and their tasks.
+/// How often a queue waiting for its directory lock tries again.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+/// Delay before opening a queue again after an I/O error.
+const OPEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The shard queues of one endpoint, once opened.
 pub(super) struct Shards {
-    shards: Box<[Arc<Shard>]>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    count: usize,
+    dir: PathBuf,
+    /// `count` writable queues, then leftover read-only ones.
+    opened: OnceLock<Vec<Arc<ShardQueue>>>,
+    /// Wakes appends waiting for `opened`, and on close.
+    ready: Notify,
+    closed: AtomicBool,
 }
 
 impl Shards {
-    /// Starts `count` shards (at least one) of `capacity` samples each, sending through `sender`.
-    /// Must be called inside a tokio runtime.
-    pub(super) fn start(count: usize, capacity: usize, sender: &Arc<Sender>) -> Shards {
-        let shards: Box<[Arc<Shard>]> = (0..count.max(1)).map(|_| Arc::new(Shard::new(capacity))).collect();
-        let tasks = shards
-            .iter()
-            .map(|shard| tokio::spawn(run(Arc::clone(shard), Arc::clone(sender))))
-            .collect();
+    /// `count` shards (at least one) whose queues live in the endpoint directory `dir`.
+    pub(super) fn new(count: usize, dir: PathBuf) -> Shards {
         Shards {
-            shards,
-            tasks: Mutex::new(tasks),
+            count: count.max(1),
+            dir,
+            opened: OnceLock::new(),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
     /// Number of shards.
     pub(super) fn len(&self) -> usize {
-        self.shards.len()
+        self.count
     }
 
-    /// Queues `chunk` on shard `index`, waiting while the shard is full. `Err(n)`: the shard
-    /// was closed and the chunk's `n` samples were not queued.
-    pub(super) async fn push(&self, index: usize, chunk: SeriesBuffer) -> Result<(), usize> {
-        self.shards[index].push(chunk).await
+    /// The writable shard queues, in shard order, once open; `None` when closed before.
+    pub(super) async fn queues(&self) -> Option<&[Arc<ShardQueue>]> {
+        loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(queues) = self.opened.get() {
+                return Some(&queues[..self.count.min(queues.len())]);
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            ready.await;
+        }
     }
 
-    /// Stops accepting samples; the tasks send what is queued, then end.
+    /// Stops accepting samples; the shard loops send what is queued, then end.
     pub(super) fn close(&self) {
-        for shard in &self.shards {
-            shard.close();
+        self.closed.store(true, Ordering::SeqCst);
+        self.close_queues();
+        self.ready.notify_waiters();
+    }
+
+    fn close_queues(&self) {
+        self.opened.get().into_iter().flatten().for_each(|q| q.close());
+    }
+
+    /// Releases the queues once their loops ended: what is left stays on disk and leaves
+    /// `samples_pending` (logged). Only the first call after the loops ended does anything.
+    pub(super) fn release(&self, metrics: &EndpointMetrics) {
+        let left: usize = self.opened.get().into_iter().flatten().map(|q| q.release()).sum();
+        if left > 0 {
+            metrics.left_on_disk(left);
+            info!(
+                message = "Remote write stopped with samples queued on disk; they are sent after the next start.",
+                dir = %self.dir.display(),
+                samples = left,
+            );
         }
     }
-
-    /// Takes the task handles (once) so the caller can await or abort them.
-    pub(super) fn take_tasks(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut *lock(&self.tasks))
-    }
-
-    /// Samples queued or in an unfinished send, across shards.
-    pub(super) fn undelivered(&self) -> usize {
-        self.shards.iter().map(|s| s.undelivered()).sum()
-    }
 }
 
-/// A bounded FIFO of chunks. Producers wait (back-pressure) instead of dropping; an empty
-/// queue takes any chunk, so a chunk larger than the capacity cannot wait forever.
-struct Shard {
-    state: Mutex<State>,
-    /// Wakes the task on new chunks, a waiting producer, and close.
-    work: Notify,
-    /// Wakes producers waiting for room.
-    room: Notify,
-    capacity: usize,
-}
-
-struct State {
-    queue: VecDeque<SeriesBuffer>,
-    queued_samples: usize,
-    /// When the oldest queued chunk arrived; a partial batch is sent `batch_send_deadline` later.
-    oldest: Option<Instant>,
-    /// A producer waits for room: send what is queued now rather than at the deadline.
-    producer_waiting: bool,
-    /// Samples taken by the task and not yet delivered or failed.
-    in_flight: usize,
-    closed: bool,
-}
-
-impl Shard {
-    fn new(capacity: usize) -> Shard {
-        Shard {
-            state: Mutex::new(State {
-                queue: VecDeque::new(),
-                queued_samples: 0,
-                oldest: None,
-                producer_waiting: false,
-                in_flight: 0,
-                closed: false,
-            }),
-            work: Notify::new(),
-            room: Notify::new(),
-            capacity: capacity.max(1),
-        }
+/// The endpoint's task: lock and open the queue directory, run every shard until closed and
+/// drained, then release the queues (leftover shard directories that drained are deleted).
+pub(super) async fn run(shards: Arc<Shards>, sender: Arc<Sender>, options: QueueOptions, metrics: QueueMetrics) {
+    // Held until this task ends or is aborted.
+    let Some(_lock) = lock(&shards).await else {
+        return;
+    };
+    let Some(queues) = open(&shards, &options, &metrics).await else {
+        return;
+    };
+    if shards.opened.set(queues).is_err() {
+        return;
     }
-
-    async fn push(&self, chunk: SeriesBuffer) -> Result<(), usize> {
-        let n = chunk.samples();
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            {
-                let mut state = lock(&self.state);
-                if state.closed {
-                    return Err(n);
-                }
-                if state.queued_samples == 0 || state.queued_samples + n <= self.capacity {
-                    if state.queue.is_empty() {
-                        state.oldest = Some(Instant::now());
-                    }
-                    state.queued_samples += n;
-                    state.queue.push_back(chunk);
-                    drop(state);
-                    self.work.notify_one();
-                    return Ok(());
-                }
-                // Registered before the lock is released, so a wake-up cannot be missed.
-                room.as_mut().enable();
-                state.producer_waiting = true;
+    shards.ready.notify_waiters();
+    if shards.closed.load(Ordering::SeqCst) {
+        shards.close_queues();
+    }
+    let queues = shards.opened.get().map(Vec::as_slice).unwrap_or_default();
+    let count = shards.count;
+    let loops = queues.iter().enumerate().map(|(index, queue)| {
+        let sender = Arc::clone(&sender);
+        async move {
+            shard_loop(Arc::clone(queue), sender).await;
+            if index >= count && queue.is_drained() {
+                remove_leftover(queue);
             }
-            self.work.notify_one();
-            room.await;
         }
-    }
+    });
+    futures::future::join_all(loops).await;
+    shards.release(sender.metrics());
+}
 
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.room.notify_waiters();
-        self.work.notify_one();
+/// Deletes a drained leftover shard directory (from a configuration with more shards).
+fn remove_leftover(queue: &ShardQueue) {
+    queue.release();
+    match std::fs::remove_dir_all(queue.dir()) {
+        Ok(()) => info!(message = "Drained and removed a leftover queue shard.", dir = %queue.dir().display()),
+        Err(error) => warn!(message = "Cannot delete a drained queue directory.", dir = %queue.dir().display(), %error),
     }
+}
 
-    /// Joins queued chunks into `batch` (at most `max` samples, at least one chunk) once `max`
-    /// samples are queued, a producer waits for room, the oldest chunk has waited `deadline`, or
-    /// the shard is closing. Returns false when closed and empty.
-    async fn next_batch(&self, batch: &mut SeriesBuffer, max: usize, deadline: Duration) -> bool {
-        loop {
-            let wake_at = {
-                let mut state = lock(&self.state);
-                // No due time (an absurd deadline overflowing Instant) means "never expires".
-                let due = state.oldest.and_then(|t| t.checked_add(deadline));
-                let expired = due.is_some_and(|due| due <= Instant::now());
-                let ready = state.queued_samples >= max || state.producer_waiting || expired || state.closed;
-                if !state.queue.is_empty() && ready {
-                    while let Some(chunk) = state.queue.front() {
-                        if batch.samples() > 0 && batch.samples() + chunk.samples() > max {
-                            break;
-                        }
-                        batch.append(chunk);
-                        state.queue.pop_front();
-                    }
-                    state.queued_samples -= batch.samples();
-                    state.in_flight = batch.samples();
-                    state.producer_waiting = false;
-                    if state.queue.is_empty() {
-                        state.oldest = None;
-                    }
-                    drop(state);
-                    self.room.notify_waiters();
-                    return true;
+/// Takes the endpoint directory's lock, waiting while another queue holds it; `None` when
+/// closed meanwhile.
+async fn lock(shards: &Shards) -> Option<DirLock> {
+    let mut logged = false;
+    loop {
+        if shards.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        match DirLock::try_lock(&shards.dir) {
+            Ok(Some(lock)) => return Some(lock),
+            Ok(None) => {
+                if !logged {
+                    info!(message = "Waiting for the previous remote write queue to release its directory.", dir = %shards.dir.display());
+                    logged = true;
                 }
-                if state.closed {
-                    return false;
-                }
-                due
-            };
-            match wake_at {
-                Some(at) => {
-                    tokio::select! {
-                        () = self.work.notified() => {}
-                        () = tokio::time::sleep_until(at) => {}
-                    }
-                }
-                None => self.work.notified().await,
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+            Err(error) => {
+                error!(message = "Cannot lock the remote write queue directory; will retry.", %error);
+                tokio::time::sleep(OPEN_RETRY).await;
             }
         }
     }
+}
 
-    fn batch_done(&self) {
-        lock(&self.state).in_flight = 0;
-    }
-
-    fn undelivered(&self) -> usize {
-        let state = lock(&self.state);
-        state.queued_samples + state.in_flight
+/// Opens the shard queues (off the async workers), retrying after errors; `None` when closed
+/// meanwhile.
+async fn open(shards: &Shards, options: &QueueOptions, metrics: &QueueMetrics) -> Option<Vec<Arc<ShardQueue>>> {
+    loop {
+        if shards.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let (dir, count, options, metrics) = (shards.dir.clone(), shards.count, options.clone(), metrics.clone());
+        let opened = tokio::task::spawn_blocking(move || disk::open_shards(&dir, count, &options, &metrics)).await;
+        match opened {
+            Ok(Ok(queues)) => return Some(queues.into_iter().map(Arc::new).collect()),
+            Ok(Err(error)) => error!(message = "Cannot open the remote write queue; will retry.", %error),
+            Err(error) => error!(message = "Opening the remote write queue failed; will retry.", %error),
+        }
+        tokio::time::sleep(OPEN_RETRY).await;
     }
 }
 
-/// A shard's task: join chunks, compress once, send (with retries) until closed and drained.
-async fn run(shard: Arc<Shard>, sender: Arc<Sender>) {
-    let mut compressor = Compressor::default();
-    let mut batch = SeriesBuffer::default();
-    while shard
-        .next_batch(&mut batch, sender.max_samples_per_send(), sender.batch_send_deadline())
+/// One shard: take a batch, send it (with retries) until delivered or rejected, settle it.
+async fn shard_loop(queue: Arc<ShardQueue>, sender: Arc<Sender>) {
+    let mut reader = None;
+    while let Some(batch) = queue
+        .next_batch(&mut reader, sender.max_samples_per_send(), sender.batch_send_deadline())
         .await
     {
-        sender.send_batch(&batch, &mut compressor).await;
-        batch.clear();
-        shard.batch_done();
+        sender.send_batch(&batch).await;
+        queue.settle(&batch);
     }
-}
-
-/// Locks, ignoring poisoning: the state stays consistent between statements, and a panicking
-/// task must not take every scrape loop down with it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

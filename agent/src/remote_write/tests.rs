@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
+use tempfile::TempDir;
 use tokio::sync::Semaphore;
 use trawl_model::labels::Labels;
 use trawl_model::relabel::RelabelConfig;
@@ -33,7 +34,7 @@ fn prepare(rw: &RemoteWrite, labels: &Labels) -> PreparedSeries {
 
 fn config(url: &url::Url) -> RemoteWriteConfig {
     RemoteWriteConfig {
-        url: url.clone(),
+        urls: vec![url.clone()],
         name: "test".to_owned(),
         remote_timeout: Duration::from_secs(5),
         headers: BTreeMap::new(),
@@ -47,18 +48,22 @@ fn config(url: &url::Url) -> RemoteWriteConfig {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(50),
             retry_on_http_429: false,
+            max_disk_usage: 1 << 30,
         },
         http: HttpClientConfig::default(),
         plugins: Vec::new(),
     }
 }
 
-/// Starts remote write with a fresh registry, returned for [`metric`].
-fn start(configs: &[RemoteWriteConfig], external_labels: &Labels) -> (RemoteWrite, Registry) {
+/// Starts remote write with a fresh registry, returned for [`metric`], and a fresh queue
+/// directory (deleted when the returned `TempDir` drops).
+fn start(configs: &[RemoteWriteConfig], external_labels: &Labels) -> (RemoteWrite, Registry, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
     let mut registry = Registry::default();
     let families = RemoteWriteFamilies::register(&mut registry);
-    let rw = RemoteWrite::new(configs, external_labels, &families, &PluginSet::default()).expect("remote write starts");
-    (rw, registry)
+    let rw = RemoteWrite::new(configs, external_labels, &families, &PluginSet::default(), dir.path())
+        .expect("remote write starts");
+    (rw, registry, dir)
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -171,7 +176,7 @@ async fn requests_carry_the_protocol_headers_and_a_snappy_block_body() {
     let receiver = Receiver::start(Vec::new()).await;
     let mut cfg = config(&receiver.url);
     cfg.headers.insert("X-Scope-OrgID".to_owned(), "tenant-a".to_owned());
-    let (rw, _registry) = start(&[cfg], &Labels::new());
+    let (rw, _registry, _queue) = start(&[cfg], &Labels::new());
     let up = series(&rw, "up");
     append(&rw, samples(&up, 1..2)).await;
     receiver.wait_for_samples(1).await;
@@ -212,7 +217,7 @@ async fn protocol_headers_cannot_be_overridden_by_configured_headers() {
     let mut cfg = config(&receiver.url);
     cfg.headers.insert("Content-Type".to_owned(), "text/plain".to_owned());
     cfg.headers.insert("User-Agent".to_owned(), "other".to_owned());
-    let (rw, _registry) = start(&[cfg], &Labels::new());
+    let (rw, _registry, _queue) = start(&[cfg], &Labels::new());
     append(&rw, samples(&series(&rw, "up"), 1..2)).await;
     receiver.wait_for_samples(1).await;
     let state = receiver.state.lock().unwrap();
@@ -238,7 +243,8 @@ async fn invalid_configured_headers_are_rejected_at_start() {
         let mut cfg = config(&url);
         cfg.headers.insert(name.to_owned(), value.to_owned());
         let families = RemoteWriteFamilies::register(&mut Registry::default());
-        let result = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default());
+        let dir = tempfile::tempdir().unwrap();
+        let result = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default(), dir.path());
         assert!(
             matches!(result, Err(RemoteWriteError::Header { ref header, .. }) if header == name),
             "{name}"
@@ -250,7 +256,7 @@ async fn invalid_configured_headers_are_rejected_at_start() {
 async fn labels_are_sorted_and_external_labels_do_not_override() {
     let receiver = Receiver::start(Vec::new()).await;
     let external = labels(&[("job", "external"), ("cluster", "c1"), ("zone", "z9")]);
-    let (rw, _registry) = start(&[config(&receiver.url)], &external);
+    let (rw, _registry, _queue) = start(&[config(&receiver.url)], &external);
     let s = Arc::new(prepare(
         &rw,
         &labels(&[("zz", "1"), ("job", "node"), ("__name__", "up"), ("a", "2")]),
@@ -290,7 +296,7 @@ async fn write_relabel_configs_rewrite_and_drop_per_endpoint() {
          - regex: job\n  action: labeldrop\n\
          - source_labels: [cluster]\n  target_label: copied\n",
     );
-    let (rw, registry) = start(&[config(&plain.url), with_relabel], &labels(&[("cluster", "c1")]));
+    let (rw, registry, _queue) = start(&[config(&plain.url), with_relabel], &labels(&[("cluster", "c1")]));
 
     let kept = series(&rw, "up");
     let secret = series(&rw, "secret_token");
@@ -316,7 +322,7 @@ async fn write_relabel_configs_rewrite_and_drop_per_endpoint() {
 #[tokio::test]
 async fn series_without_labels_are_dropped() {
     let url: url::Url = "http://127.0.0.1:1/api/v1/write".parse().unwrap();
-    let (rw, _registry) = start(&[config(&url)], &Labels::new());
+    let (rw, _registry, _queue) = start(&[config(&url)], &Labels::new());
     assert_eq!(prepare(&rw, &Labels::new()).endpoints().collect::<Vec<_>>(), [None]);
 }
 
@@ -327,7 +333,7 @@ async fn batches_never_exceed_max_samples_per_send_and_partial_ones_wait_for_the
     let receiver = Receiver::start(Vec::new()).await;
     let mut cfg = config(&receiver.url);
     cfg.queue_config.batch_send_deadline = Duration::from_millis(500);
-    let (rw, registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
     let s = series(&rw, "up");
 
     let appended = Instant::now();
@@ -358,7 +364,7 @@ async fn a_scrape_larger_than_the_queue_is_queued_in_chunks() {
     let mut cfg = config(&receiver.url);
     cfg.queue_config.capacity = 7;
     cfg.queue_config.max_samples_per_send = 5;
-    let (rw, _registry) = start(&[cfg], &Labels::new());
+    let (rw, _registry, _queue) = start(&[cfg], &Labels::new());
     let s = series(&rw, "up");
     tokio::time::timeout(WAIT, append(&rw, samples(&s, 0..100)))
         .await
@@ -378,7 +384,7 @@ async fn server_errors_are_retried_without_loss_and_in_order_per_series() {
     let receiver = Receiver::start(vec![reply(500), reply(503), reply(500), reply(503)]).await;
     let mut cfg = config(&receiver.url);
     cfg.queue_config.min_shards = 3;
-    let (rw, registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
     let names = ["a", "b", "c", "d", "e"];
     let all: Vec<_> = names.iter().map(|n| series(&rw, n)).collect();
     // Ten scrapes, each with one sample of every series.
@@ -406,7 +412,7 @@ async fn retry_delays_double_from_min_backoff_up_to_max_backoff() {
     let mut cfg = config(&receiver.url);
     cfg.queue_config.min_backoff = Duration::from_millis(20);
     cfg.queue_config.max_backoff = Duration::from_millis(80);
-    let (rw, _registry) = start(&[cfg], &Labels::new());
+    let (rw, _registry, _queue) = start(&[cfg], &Labels::new());
     append(&rw, samples(&series(&rw, "up"), 0..10)).await;
     receiver.wait_for_samples(10).await;
 
@@ -427,7 +433,7 @@ async fn network_errors_are_retried_until_the_receiver_appears() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url: url::Url = format!("http://{addr}/api/v1/write").parse().unwrap();
-    let (rw, registry) = start(&[config(&url)], &Labels::new());
+    let (rw, registry, _queue) = start(&[config(&url)], &Labels::new());
     append(&rw, samples(&series(&rw, "up"), 0..10)).await;
 
     let deadline = Instant::now() + WAIT;
@@ -449,7 +455,7 @@ async fn client_errors_drop_the_batch_without_retry() {
         body: "out of order sample\nsecond line",
     };
     let receiver = Receiver::start(vec![bad]).await;
-    let (rw, registry) = start(&[config(&receiver.url)], &Labels::new());
+    let (rw, registry, _queue) = start(&[config(&receiver.url)], &Labels::new());
     let s = series(&rw, "up");
     append(&rw, samples(&s, 0..10)).await;
     receiver.wait_for_attempts(1).await;
@@ -480,7 +486,7 @@ async fn rate_limited_batches_are_retried_after_retry_after_when_enabled() {
     let receiver = Receiver::start(vec![too_many_requests()]).await;
     let mut cfg = config(&receiver.url);
     cfg.queue_config.retry_on_http_429 = true;
-    let (rw, registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
     append(&rw, samples(&series(&rw, "up"), 0..10)).await;
     receiver.wait_for_samples(10).await;
 
@@ -499,7 +505,7 @@ async fn rate_limited_batches_are_retried_after_retry_after_when_enabled() {
 #[tokio::test]
 async fn rate_limited_batches_are_dropped_when_retry_is_disabled() {
     let receiver = Receiver::start(vec![too_many_requests()]).await;
-    let (rw, registry) = start(&[config(&receiver.url)], &Labels::new());
+    let (rw, registry, _queue) = start(&[config(&receiver.url)], &Labels::new());
     let s = series(&rw, "up");
     append(&rw, samples(&s, 0..10)).await;
     receiver.wait_for_attempts(1).await;
@@ -512,63 +518,81 @@ async fn rate_limited_batches_are_dropped_when_retry_is_disabled() {
 
 // === Back-pressure and shutdown ===
 
-/// A scrape ends with a partial chunk; the next scrape must not wait `batch_send_deadline`
-/// for room behind it: a waiting producer makes the shard send what it has.
+/// A scrape ends with a partial chunk; the next one overflows the in-memory capacity and goes
+/// to disk only: the partial batch is sent at once (a backlog waits), then the rest is read back.
 #[tokio::test]
-async fn a_waiting_producer_flushes_a_partial_batch_before_the_deadline() {
+async fn a_scrape_past_the_memory_capacity_spills_to_disk_and_is_sent_in_order() {
     let receiver = Receiver::start(Vec::new()).await;
     let mut cfg = config(&receiver.url);
     cfg.queue_config.capacity = 10;
     cfg.queue_config.batch_send_deadline = Duration::from_secs(600);
-    let (rw, _registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
     let s = series(&rw, "up");
     append(&rw, samples(&s, 0..5)).await;
-    tokio::time::timeout(WAIT, append(&rw, samples(&s, 5..15)))
-        .await
-        .expect("the partial batch is sent to make room");
+    append(&rw, samples(&s, 5..15)).await;
     receiver.wait_for_samples(15).await;
     let timestamps: Vec<i64> = received(&receiver).iter().map(|(_, t)| *t).collect();
     assert_eq!(timestamps, (0..15).collect::<Vec<_>>());
+    assert!(metric(&registry, "disk_read_bytes_total", "test") > 0.0);
+    assert!(metric(&registry, "disk_written_bytes_total", "test") > 0.0);
 }
 
 #[tokio::test]
-async fn append_waits_instead_of_dropping_when_the_queue_is_full() {
+async fn append_never_waits_for_the_network() {
     let gate = Arc::new(Semaphore::new(0));
     let receiver = Receiver::start_with_gate(Vec::new(), Some(Arc::clone(&gate))).await;
     let mut cfg = config(&receiver.url);
     cfg.queue_config.capacity = 20;
-    let (rw, registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
     let s = series(&rw, "up");
 
-    // 10 samples go in flight (held by the receiver), 20 fill the queue.
-    append(&rw, samples(&s, 0..10)).await;
-    tokio::time::timeout(WAIT, append(&rw, samples(&s, 10..30)))
-        .await
-        .expect("queue has room for 20");
-    let blocked = rw.clone();
-    let more = samples(&s, 30..31);
-    let mut waiting = tokio::spawn(async move { append(&blocked, more).await });
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+    // 10 samples go in flight (held by the receiver), 20 fill memory, the rest is on disk only.
+    for range in [0..10, 10..30, 30..31, 31..100] {
+        tokio::time::timeout(WAIT, append(&rw, samples(&s, range)))
             .await
-            .is_err(),
-        "append must wait"
-    );
-    // 10 in flight, 20 queued, 1 waiting for room.
-    assert_eq!(metric(&registry, "samples_pending", "test"), 31.0);
+            .expect("append returns after the disk write");
+    }
+    assert_eq!(metric(&registry, "samples_pending", "test"), 100.0);
+    assert_eq!(metric(&registry, "samples_total", "test"), 0.0);
 
     gate.add_permits(1000);
-    tokio::time::timeout(WAIT, waiting)
-        .await
-        .expect("append resumes")
-        .unwrap();
-    receiver.wait_for_samples(31).await;
+    receiver.wait_for_samples(100).await;
     assert_eq!(
         received(&receiver).iter().map(|(_, t)| *t).collect::<Vec<_>>(),
-        (0..31).collect::<Vec<_>>()
+        (0..100).collect::<Vec<_>>()
     );
     assert_eq!(metric(&registry, "samples_failed_total", "test"), 0.0);
     assert_eq!(metric(&registry, "samples_dropped_total", "test"), 0.0);
+    settled(&registry, "samples_pending", "test", 0.0).await;
+}
+
+/// agent (3 shards) ──► receiver answering 503 for a while, then 200
+#[tokio::test]
+async fn a_receiver_down_then_up_gets_everything_in_order_per_series() {
+    let receiver = Receiver::start(vec![reply(503); 40]).await;
+    let mut cfg = config(&receiver.url);
+    cfg.queue_config.min_shards = 3;
+    cfg.queue_config.capacity = 15;
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
+    let names = ["a", "b", "c", "d", "e", "f", "g"];
+    let all: Vec<_> = names.iter().map(|n| series(&rw, n)).collect();
+    for t in 0..60 {
+        let scrape = all.iter().flat_map(|s| samples(s, t..t + 1)).collect();
+        append(&rw, scrape).await;
+    }
+    receiver.wait_for_samples(7 * 60).await;
+    let got = received(&receiver);
+    assert_eq!(got.len(), 7 * 60, "each sample delivered exactly once");
+    for name in names {
+        let timestamps: Vec<i64> = got.iter().filter(|(n, _)| n == name).map(|(_, t)| *t).collect();
+        assert_eq!(timestamps, (0..60).collect::<Vec<_>>(), "order of series {name}");
+    }
+    assert!(
+        metric(&registry, "disk_read_bytes_total", "test") > 0.0,
+        "the backlog went to disk"
+    );
+    assert_eq!(metric(&registry, "disk_dropped_samples_total", "test"), 0.0);
+    settled(&registry, "samples_pending", "test", 0.0).await;
 }
 
 #[tokio::test]
@@ -577,7 +601,7 @@ async fn shutdown_flushes_queued_samples_without_waiting_for_the_deadline() {
     let mut cfg = config(&receiver.url);
     cfg.queue_config.batch_send_deadline = Duration::from_secs(60);
     cfg.queue_config.min_shards = 2;
-    let (rw, registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, _queue) = start(&[cfg], &Labels::new());
     let (a, b) = (series(&rw, "a"), series(&rw, "b"));
     let mut batch = samples(&a, 0..13);
     batch.extend(samples(&b, 0..4));
@@ -593,16 +617,17 @@ async fn shutdown_flushes_queued_samples_without_waiting_for_the_deadline() {
     assert_eq!(metric(&registry, "samples_pending", "test"), 0.0);
 }
 
+/// agent ──► receiver answering 503 ── shutdown ── new agent on the same queue dir ──► receiver (200)
 #[tokio::test]
-async fn shutdown_gives_up_after_remote_timeout_and_counts_what_was_not_sent() {
-    let receiver = Receiver::start(vec![reply(503); 1000]).await;
-    let mut cfg = config(&receiver.url);
+async fn samples_left_at_shutdown_stay_on_disk_and_are_sent_after_a_restart() {
+    let down = Receiver::start(vec![reply(503); 1000]).await;
+    let mut cfg = config(&down.url);
     cfg.remote_timeout = Duration::from_millis(400);
     cfg.queue_config.batch_send_deadline = Duration::from_secs(60);
-    let (rw, registry) = start(&[cfg], &Labels::new());
+    let (rw, registry, queue) = start(std::slice::from_ref(&cfg), &Labels::new());
     let s = series(&rw, "up");
     append(&rw, samples(&s, 0..25)).await;
-    receiver.wait_for_attempts(1).await;
+    down.wait_for_attempts(1).await;
 
     let late = rw.clone();
     let started = Instant::now();
@@ -614,40 +639,148 @@ async fn shutdown_gives_up_after_remote_timeout_and_counts_what_was_not_sent() {
         took >= Duration::from_millis(400) && took < Duration::from_secs(3),
         "took {took:?}"
     );
-    assert_eq!(receiver.accepted_samples(), 0);
-    assert_eq!(metric(&registry, "samples_failed_total", "test"), 25.0);
+    assert_eq!(down.accepted_samples(), 0);
+    assert_eq!(
+        metric(&registry, "samples_failed_total", "test"),
+        0.0,
+        "kept, not failed"
+    );
     assert_eq!(metric(&registry, "samples_pending", "test"), 0.0);
+    assert_eq!(metric(&registry, "disk_usage_bytes", "test"), 0.0);
 
     // A clone that appends after shutdown gets its samples counted, not queued.
     append(&late, samples(&s, 25..28)).await;
-    assert_eq!(metric(&registry, "samples_failed_total", "test"), 28.0);
-    assert_eq!(metric(&registry, "samples_pending", "test"), 0.0);
+    assert_eq!(metric(&registry, "samples_failed_total", "test"), 3.0);
+
+    // The next run over the same directory sends them first, then its own.
+    let up = Receiver::start(Vec::new()).await;
+    cfg.urls = vec![up.url.clone()];
+    let mut registry = Registry::default();
+    let families = RemoteWriteFamilies::register(&mut registry);
+    let rw = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default(), queue.path()).unwrap();
+    let s = series(&rw, "up");
+    append(&rw, samples(&s, 28..30)).await;
+    up.wait_for_samples(27).await;
+    let timestamps: Vec<i64> = received(&up).iter().map(|(_, t)| *t).collect();
+    assert_eq!(timestamps, (0..25).chain(28..30).collect::<Vec<_>>());
+    settled(&registry, "samples_total", "test", 27.0).await;
+    settled(&registry, "samples_pending", "test", 0.0).await;
+}
+
+/// agent (its runtime dropped mid-send, as `kill -9`) ── next agent, same queue dir ──► receiver
+#[tokio::test]
+async fn samples_appended_before_a_crash_are_sent_by_the_next_run() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url: url::Url = format!("http://{addr}/api/v1/write").parse().unwrap();
+    let cfg = config(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let (crashed, path) = (cfg.clone(), dir.path().to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let families = RemoteWriteFamilies::register(&mut Registry::default());
+            let rw = RemoteWrite::new(&[crashed], &Labels::new(), &families, &PluginSet::default(), &path).unwrap();
+            let s = series(&rw, "up");
+            append(&rw, samples(&s, 0..15)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            append(&rw, samples(&s, 15..25)).await;
+            // Never shut down nor dropped: only the runtime goes away.
+            std::mem::forget(rw);
+        });
+    })
+    .join()
+    .unwrap();
+
+    let receiver = Receiver::serve(tokio::net::TcpListener::bind(addr).await.unwrap(), Vec::new(), None);
+    let mut registry = Registry::default();
+    let families = RemoteWriteFamilies::register(&mut registry);
+    let rw = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default(), dir.path()).unwrap();
+    receiver.wait_for_samples(25).await;
+    let timestamps: Vec<i64> = received(&receiver).iter().map(|(_, t)| *t).collect();
+    assert_eq!(timestamps, (0..25).collect::<Vec<_>>());
+    settled(&registry, "samples_pending", "test", 0.0).await;
+    rw.shutdown().await;
+}
+
+/// A reload starts the new queue before the old one has shut down: the new one waits for the
+/// directory, and both runs' samples arrive in order.
+#[tokio::test]
+async fn a_new_remote_write_waits_for_the_previous_one_to_release_the_directory() {
+    let receiver = Receiver::start(Vec::new()).await;
+    let cfg = config(&receiver.url);
+    let mut registry = Registry::default();
+    let families = RemoteWriteFamilies::register(&mut registry);
+    let dir = tempfile::tempdir().unwrap();
+    let new = |families: &RemoteWriteFamilies| {
+        RemoteWrite::new(
+            std::slice::from_ref(&cfg),
+            &Labels::new(),
+            families,
+            &PluginSet::default(),
+            dir.path(),
+        )
+        .unwrap()
+    };
+    let old = new(&families);
+    append(&old, samples(&series(&old, "up"), 0..5)).await;
+    let next = new(&families);
+    let s = series(&next, "up");
+    let appending = tokio::spawn({
+        let next = next.clone();
+        async move { append(&next, samples(&s, 5..10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!appending.is_finished(), "waits for the old queue");
+    old.shutdown().await;
+    tokio::time::timeout(WAIT, appending)
+        .await
+        .expect("append resumes")
+        .unwrap();
+    receiver.wait_for_samples(10).await;
+    let timestamps: Vec<i64> = received(&receiver).iter().map(|(_, t)| *t).collect();
+    assert_eq!(timestamps, (0..10).collect::<Vec<_>>());
+    next.shutdown().await;
 }
 
 #[tokio::test]
-async fn shutdown_releases_appends_waiting_on_a_full_queue() {
-    let gate = Arc::new(Semaphore::new(0));
-    let receiver = Receiver::start_with_gate(Vec::new(), Some(gate)).await;
-    let mut cfg = config(&receiver.url);
-    cfg.queue_config.capacity = 10;
-    cfg.remote_timeout = Duration::from_millis(300);
-    let (rw, registry) = start(&[cfg], &Labels::new());
-    let s = series(&rw, "up");
-    append(&rw, samples(&s, 0..20)).await;
-    let blocked = rw.clone();
-    let more = samples(&s, 20..25);
-    let waiting = tokio::spawn(async move { append(&blocked, more).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+async fn a_lower_shard_count_drains_the_leftover_shard_directories() {
+    let down = Receiver::start(vec![reply(503); 1000]).await;
+    let mut cfg = config(&down.url);
+    cfg.remote_timeout = Duration::from_millis(100);
+    cfg.queue_config.min_shards = 4;
+    let (rw, _registry, queue) = start(std::slice::from_ref(&cfg), &Labels::new());
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let all: Vec<_> = names.iter().map(|n| series(&rw, n)).collect();
+    append(&rw, all.iter().flat_map(|s| samples(s, 0..3)).collect()).await;
+    rw.shutdown().await;
 
-    tokio::time::timeout(WAIT, rw.shutdown())
-        .await
-        .expect("shutdown returns");
-    tokio::time::timeout(WAIT, waiting)
-        .await
-        .expect("waiting append is released")
-        .unwrap();
-    assert_eq!(metric(&registry, "samples_failed_total", "test"), 25.0);
-    assert_eq!(metric(&registry, "samples_pending", "test"), 0.0);
+    let up = Receiver::start(Vec::new()).await;
+    cfg.urls = vec![up.url.clone()];
+    cfg.queue_config.min_shards = 1;
+    let mut registry = Registry::default();
+    let families = RemoteWriteFamilies::register(&mut registry);
+    let rw = RemoteWrite::new(
+        std::slice::from_ref(&cfg),
+        &Labels::new(),
+        &families,
+        &PluginSet::default(),
+        queue.path(),
+    )
+    .unwrap();
+    up.wait_for_samples(24).await;
+    assert_eq!(received(&up).len(), 24);
+    let endpoint = queue.path().join("test");
+    let deadline = Instant::now() + WAIT;
+    while endpoint.join("shard-3").exists() {
+        assert!(Instant::now() < deadline, "leftover shard directory not removed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rw.shutdown().await;
 }
 
 #[tokio::test]
@@ -656,7 +789,7 @@ async fn endpoints_are_independent_series_per_endpoint_metrics() {
     let second = Receiver::start(vec![reply(400)]).await;
     let mut other = config(&second.url);
     other.name = "second".to_owned();
-    let (rw, registry) = start(&[config(&first.url), other], &Labels::new());
+    let (rw, registry, _queue) = start(&[config(&first.url), other], &Labels::new());
     append(&rw, samples(&series(&rw, "up"), 0..10)).await;
     first.wait_for_samples(10).await;
     second.wait_for_attempts(1).await;
@@ -679,17 +812,19 @@ async fn a_restarted_endpoint_continues_its_series_in_the_same_families() {
     let mut registry = Registry::default();
     let families = RemoteWriteFamilies::register(&mut registry);
     let cfg = config(&receiver.url);
+    let dir = tempfile::tempdir().unwrap();
     let before = RemoteWrite::new(
         std::slice::from_ref(&cfg),
         &Labels::new(),
         &families,
         &PluginSet::default(),
+        dir.path(),
     )
     .unwrap();
     append(&before, samples(&series(&before, "up"), 0..10)).await;
     before.shutdown().await;
     // A reload builds a new RemoteWrite over the same families.
-    let after = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default()).unwrap();
+    let after = RemoteWrite::new(&[cfg], &Labels::new(), &families, &PluginSet::default(), dir.path()).unwrap();
     append(&after, samples(&series(&after, "up"), 10..15)).await;
     after.shutdown().await;
     assert_eq!(receiver.accepted_samples(), 15);

@@ -242,6 +242,7 @@ mod tests {
             &Labels::new(),
             &RemoteWriteFamilies::register(&mut registry),
             &PluginSet::default(),
+            std::path::Path::new("no-endpoints"),
         )
         .unwrap();
         ScrapePool::new(

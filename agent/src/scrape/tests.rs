@@ -46,6 +46,7 @@ async fn start(cfg: &Config) -> Running {
         &cfg.global.external_labels,
         &remote_families,
         &PluginSet::default(),
+        &tempfile::tempdir().unwrap().keep(),
     )
     .expect("remote");
     let targets = SharedTargets::default();
@@ -310,6 +311,7 @@ async fn appender(job_extra: &str, target: Labels) -> (Appender, RemoteWrite) {
         &cfg.global.external_labels,
         &remote_families,
         &PluginSet::default(),
+        &tempfile::tempdir().unwrap().keep(),
     )
     .unwrap();
     let opts = AppendOptions::new(&cfg.scrape_configs[0], &PluginSet::default());
@@ -441,7 +443,14 @@ async fn plugin_appender(plugins: &[(&str, &str, &str)], job_extra: &str) -> (Ap
     let host = PluginHost::new(None, &mut registry).unwrap();
     let set = PluginSet::load(&host, &cfg.plugins, &PluginSet::default()).unwrap();
     let remote_families = RemoteWriteFamilies::register(&mut registry);
-    let remote = RemoteWrite::new(&cfg.remote_write, &cfg.global.external_labels, &remote_families, &set).unwrap();
+    let remote = RemoteWrite::new(
+        &cfg.remote_write,
+        &cfg.global.external_labels,
+        &remote_families,
+        &set,
+        &tempfile::tempdir().unwrap().keep(),
+    )
+    .unwrap();
     let appender = Appender::new(target(), AppendOptions::new(&cfg.scrape_configs[0], &set), remote);
     (appender, registry)
 }
