@@ -1,7 +1,7 @@
-//! The running collector: replays every tenant's WAL, serves the write routes and its own
-//! endpoints, cuts a block whenever a head spans 1.5× the block duration and ships it; on
-//! shutdown it refuses new writes, drains the ones in flight, flushes every head into blocks and
-//! uploads them before returning.
+//! The running collector: replays every tenant's WAL, loads the hashrings (when replicating)
+//! and keeps them reloaded, serves the write routes and its own endpoints, cuts a block whenever
+//! a head spans 1.5× the block duration and ships it; on shutdown it refuses new writes, drains
+//! the ones in flight, flushes every head into blocks and uploads them before returning.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,8 +16,10 @@ use tracing::{info, warn};
 use trawl_tsdb::meta::ThanosMeta;
 
 use crate::external_labels::TENANT_LABEL;
+use crate::hashring::{HashringError, HashringSettings, HashringWatcher};
 use crate::head::{Head, HeadError, HeadOptions};
 use crate::receive::{self, ReceiveConfig, Receiver};
+use crate::replicate::{ReplicateError, ReplicationConfig, Replicator};
 use crate::shipper::{Shipper, ShipperError, ShipperMetrics, open_bucket};
 use crate::tenants::Tenants;
 use crate::web::{self, WebState};
@@ -41,6 +43,18 @@ pub struct CollectorOptions {
     pub external_labels: BTreeMap<String, String>,
     /// `--receive.*`: tenant header, default tenant and limits.
     pub receive: ReceiveConfig,
+    /// `--receive.hashrings-file` and the other replication flags; `None` stores every series
+    /// locally.
+    pub replication: Option<ReplicationOptions>,
+}
+
+/// How a collector shares series with its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationOptions {
+    /// The hashrings file, default algorithm, replication factor and refresh interval.
+    pub hashrings: HashringSettings,
+    /// This collector's endpoint and the forward timeout.
+    pub replication: ReplicationConfig,
 }
 
 /// Why a collector could not start or stop cleanly.
@@ -49,6 +63,12 @@ pub enum CollectorError {
     /// The receive settings are unusable.
     #[error("invalid receive settings")]
     Config(#[from] receive::config::ConfigError),
+    /// The hashrings file is unreadable or refused.
+    #[error("--receive.hashrings-file")]
+    Hashring(#[from] HashringError),
+    /// Replication could not be set up.
+    #[error("replication")]
+    Replicate(#[from] ReplicateError),
     /// A head could not be opened (its WAL is corrupt or unreadable) or flushed.
     #[error("tsdb")]
     Head(#[from] HeadError),
@@ -96,7 +116,21 @@ pub async fn run(
         shipper_metrics: ShipperMetrics::new(&mut registry),
         external_labels: opts.external_labels,
     };
-    let receiver = Arc::new(Receiver::new(tenants, opts.receive, &mut registry));
+    let tenant_header = opts.receive.tenant_header.clone();
+    let mut receiver = Receiver::new(tenants, opts.receive, &mut registry);
+    if let Some(replication) = opts.replication {
+        // Routing: the rings in force, reloaded on change until shutdown.
+        let hashrings = Arc::new(HashringWatcher::load(replication.hashrings, &mut registry)?);
+        let replicator = Replicator::new(
+            hashrings.clone(),
+            replication.replication,
+            &tenant_header,
+            &mut registry,
+        )?;
+        receiver = receiver.with_replicator(Arc::new(replicator));
+        tokio::spawn(hashrings.run(shutdown.clone()));
+    }
+    let receiver = Arc::new(receiver);
     let state = WebState {
         registry: Arc::new(registry),
         receiver: receiver.clone(),

@@ -6,18 +6,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use trawl_collector::collector::{self, CollectorOptions};
 use trawl_collector::external_labels::parse_label_flag;
 use trawl_collector::receive::{ReceiveConfig, RequestLimits};
+use trawl_collector::replicate::ReplicationFlags;
+use trawl_collector::tools::ToolsCommand;
 use trawl_model::duration::parse_duration;
 use trawl_process::ProcessFlags;
 
 /// Trawl collector: receives remote write (as Thanos Receive), keeps a head per tenant with a
 /// WAL, writes 2h Prometheus TSDB blocks and uploads them to S3/MinIO or a local bucket.
 #[derive(Debug, Parser)]
-#[command(name = "trawl-collector", version, about, long_about = None)]
+#[command(name = "trawl-collector", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Without a subcommand, the flags below run the collector.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address of the HTTP API: POST /api/v1/receive (and /api/v1/write), /metrics, /-/healthy, /-/ready.
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:19291", value_name = "ADDR")]
     listen_address: SocketAddr,
@@ -64,11 +69,24 @@ struct Cli {
     #[arg(long = "receive.request-samples-limit", default_value_t = 0, value_name = "N")]
     request_samples_limit: usize,
     #[command(flatten)]
+    replication: ReplicationFlags,
+    #[command(flatten)]
     process: ProcessFlags,
+}
+
+/// Subcommands; the collector itself runs without one.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Offline tools, as `thanos tools`.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Tools(tool)) = cli.command {
+        return tool.run();
+    }
     let (process, listen) = (cli.process.clone(), cli.listen_address);
     trawl_process::serve(&process, listen, "Collector", |listener, shutdown| async move {
         let opts = CollectorOptions {
@@ -87,6 +105,7 @@ fn main() -> ExitCode {
                 },
                 ..ReceiveConfig::default()
             },
+            replication: cli.replication.options(),
         };
         Ok(collector::run(opts, listener, shutdown).await?)
     })

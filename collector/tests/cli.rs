@@ -1,5 +1,6 @@
-//! The `trawl-collector` command line: `--help`, and broken or hostile flags and files, each of
-//! which must stop the collector at start with exit code 1 or 2 and a message naming the problem.
+//! The `trawl-collector` command line: `--help`, and broken or hostile flags and files (objstore
+//! configs, replication flags, hashrings files), each of which must stop the collector at start
+//! with exit code 1 or 2 and a message naming the problem.
 //!
 //! ```text
 //! test ──spawn──► trawl-collector FLAGS ──► exit code, stderr
@@ -87,4 +88,107 @@ fn broken_objstore_configs_stop_the_collector() {
     let out = run(&["--objstore.config-file=/nonexistent/objstore.yml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/objstore.yml"));
+}
+
+#[test]
+fn help_lists_the_replication_flags() {
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--receive.hashrings-file",
+        "--receive.hashrings-algorithm",
+        "--receive.hashrings-file-refresh-interval",
+        "--receive.local-endpoint",
+        "--receive.replication-factor",
+        "--receive-forward-timeout",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn incomplete_or_bad_replication_flags_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("hashrings.json");
+    std::fs::write(&file, r#"[{"endpoints": ["127.0.0.1:1"]}]"#).expect("write");
+    let file_flag = format!("--receive.hashrings-file={}", file.display());
+    for (args, says) in [
+        (vec![file_flag.as_str()], "--receive.local-endpoint"),
+        (vec!["--receive.replication-factor=3"], "--receive.hashrings-file"),
+        (
+            vec![
+                file_flag.as_str(),
+                "--receive.local-endpoint=a:1",
+                "--receive.replication-factor=0",
+            ],
+            "--receive.replication-factor",
+        ),
+        (
+            vec![
+                file_flag.as_str(),
+                "--receive.local-endpoint=a:1",
+                "--receive.hashrings-algorithm=random",
+            ],
+            "--receive.hashrings-algorithm",
+        ),
+        (
+            vec![
+                file_flag.as_str(),
+                "--receive.local-endpoint=a:1",
+                "--receive-forward-timeout=0s",
+            ],
+            "must be above 0",
+        ),
+        // One endpoint cannot hold three replicas.
+        (
+            vec![
+                file_flag.as_str(),
+                "--receive.local-endpoint=a:1",
+                "--receive.replication-factor=3",
+            ],
+            "1 endpoints cannot hold 3 replicas",
+        ),
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(
+            stderr.contains(says),
+            "{args:?}: stderr does not say {says:?}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn broken_hashrings_files_stop_the_collector() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (json, says) in [
+        ("", "not a valid hashrings JSON"),
+        ("[]", "empty"),
+        (r#"[{"endpoints": ["a:1", "a:1"]}]"#, "listed twice"),
+        (
+            r#"[{"endpoints": ["a:1"], "algorithm": "maglev"}]"#,
+            "unknown algorithm",
+        ),
+        (r#"[{"endpoints": [{"address": "a:1", "az": "x"}]}]"#, "AZ aware"),
+    ] {
+        let file = dir.path().join("hashrings.json");
+        std::fs::write(&file, json).expect("write");
+        let out = run(&[
+            &format!("--receive.hashrings-file={}", file.display()),
+            "--receive.local-endpoint=a:1",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{json:?} accepted");
+        assert!(
+            stderr.contains(says),
+            "{json:?}: stderr does not say {says:?}:\n{stderr}"
+        );
+    }
+    let missing = run(&[
+        "--receive.hashrings-file=/nonexistent/hashrings.json",
+        "--receive.local-endpoint=a:1",
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/hashrings.json"));
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use trawl_model::remote::ViewError;
 
 use crate::head::HeadError;
+use crate::replicate::ReplicateError;
 
 /// A failed or partly stored write request. [`ReceiveError::status`] gives the answer.
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +82,43 @@ pub enum ReceiveError {
     /// The blocking task running the write panicked or was cancelled (500).
     #[error("write task failed")]
     Task(#[source] tokio::task::JoinError),
+    /// The request could not be routed on the hashring, e.g. no ring serves the tenant (500:
+    /// the sender keeps the data until the hashrings file is fixed).
+    #[error("route write request")]
+    Route(#[source] ReplicateError),
+    /// Some series were stored by fewer than a quorum of their owners (503, retried by
+    /// senders; owners that did store them take the retry as exact duplicates).
+    #[error(
+        "{failed_series} of {series} series stored by fewer than {quorum} of their owners; first failure: {first_failure}"
+    )]
+    Quorum {
+        /// Series short of quorum.
+        failed_series: usize,
+        /// Series in the request.
+        series: usize,
+        /// Owners needed per series, `RF/2 + 1`.
+        quorum: usize,
+        /// The first failure, `address: reason`.
+        first_failure: String,
+    },
+    /// A peer owner refused samples for good; the answer carries its status (400, 409, 413…).
+    #[error("peer {endpoint} answered {status}: {reason}")]
+    PeerRefused {
+        /// The peer's address.
+        endpoint: String,
+        /// The peer's status.
+        status: StatusCode,
+        /// The peer's reason.
+        reason: String,
+    },
 }
 
 impl ReceiveError {
     /// The HTTP status Thanos Receive answers for this outcome.
     pub fn status(&self) -> StatusCode {
         match self {
-            ReceiveError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ReceiveError::NotReady | ReceiveError::Quorum { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ReceiveError::PeerRefused { status, .. } => *status,
             ReceiveError::BodyTooLarge { .. }
             | ReceiveError::DecodedTooLarge { .. }
             | ReceiveError::TooManySamples { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -101,7 +132,7 @@ impl ReceiveError {
                 source: HeadError::InvalidTenant { .. },
                 ..
             } => StatusCode::BAD_REQUEST,
-            ReceiveError::ReadBody(_) | ReceiveError::Head { .. } | ReceiveError::Task(_) => {
+            ReceiveError::ReadBody(_) | ReceiveError::Head { .. } | ReceiveError::Task(_) | ReceiveError::Route(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }

@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use trawl_process::error_chain;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -378,18 +379,6 @@ fn delete_block(dir: &Path) -> Result<(), ShipperError> {
     }
     std::fs::remove_dir_all(&doomed).map_err(FsError::at("delete", dir))?;
     Ok(())
-}
-
-/// `error: cause: cause…`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs blocking filesystem work off the async threads.

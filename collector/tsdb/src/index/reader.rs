@@ -315,8 +315,9 @@ impl IndexReader {
     }
 
     /// Checks every section: CRCs, series order and alignment, that every series is listed in
-    /// the all-series postings, that postings lists equal the series' labels exactly, and that
-    /// label indices (when present) list exactly the values of each name.
+    /// the all-series postings, that postings lists are strictly increasing and equal the
+    /// series' labels exactly, and that label indices (when present) list exactly the values
+    /// of each name.
     pub fn verify(&self) -> Result<IndexSummary, IndexError> {
         let table = self.postings_table()?;
         for (i, w) in table.windows(2).enumerate() {
@@ -328,6 +329,7 @@ impl IndexReader {
             }
         }
         let all = self.all_series_refs()?;
+        check_postings_sorted("", "", &all)?;
         let scanned = self.scan_series_offsets()?;
         if all != scanned {
             return Err(IndexError::Corrupt(format!(
@@ -393,7 +395,9 @@ impl IndexReader {
                     e.name, e.value
                 )));
             }
-            if !self.postings(e.offset)?.iter().copied().eq(g.iter().map(|t| t.2)) {
+            let refs = self.postings(e.offset)?;
+            check_postings_sorted(e.name, e.value, &refs)?;
+            if !refs.iter().copied().eq(g.iter().map(|t| t.2)) {
                 return Err(IndexError::Corrupt(format!(
                     "postings list {}={:?} differs from the series' labels",
                     e.name, e.value
@@ -534,6 +538,18 @@ impl IndexReader {
             ));
         }
         Ok(count as u64)
+    }
+}
+
+/// A postings list holds series references in strictly increasing order (Prometheus merges
+/// and intersects them assuming it).
+fn check_postings_sorted(name: &str, value: &str, refs: &[u32]) -> Result<(), IndexError> {
+    match refs.windows(2).position(|w| w[0] >= w[1]) {
+        Some(i) => Err(IndexError::Corrupt(format!(
+            "postings list {name}={value:?} not strictly increasing at entry {}",
+            i + 1
+        ))),
+        None => Ok(()),
     }
 }
 

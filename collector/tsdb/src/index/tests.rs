@@ -201,3 +201,53 @@ fn writes_and_verifies_100k_series() {
     assert_eq!(summary.num_postings, 1 + 100 + 1000 + 1);
     assert!(written.as_secs() < 30, "index writing took {written:?}");
 }
+
+/// Swaps the first two references of the postings list at `offset` and fixes its CRC, so only
+/// the order is wrong.
+fn swap_first_postings(data: &mut [u8], offset: u64) {
+    let at = offset as usize;
+    let len = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+    let body = at + 4..at + 4 + len;
+    let refs = body.start + 4;
+    let (first, second) = (data[refs..refs + 4].to_vec(), data[refs + 4..refs + 8].to_vec());
+    data[refs..refs + 4].copy_from_slice(&second);
+    data[refs + 4..refs + 8].copy_from_slice(&first);
+    let crc = crc32c(&data[body.clone()]);
+    data[body.end..body.end + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn verify_rejects_unsorted_postings_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let all: Vec<Labels> = ["a", "b", "c"]
+        .iter()
+        .map(|i| labels(&[("__name__", "up"), ("instance", i)]))
+        .collect();
+    let chunks = [meta(0, 10, 8)];
+    let series: Vec<IndexSeries<'_>> = all.iter().map(|l| s(l, &chunks)).collect();
+    write_index(&path, &series).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let reader = IndexReader::from_bytes(good.clone()).unwrap();
+    assert_eq!(reader.verify().unwrap().num_series, 3);
+    let table: Vec<(String, String, u64)> = reader
+        .postings_table()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.to_owned(), e.value.to_owned(), e.offset))
+        .collect();
+
+    // The `__name__="up"` list and the all-series list, each with two entries swapped.
+    for (name, value) in [("__name__", "up"), ("", "")] {
+        let (_, _, offset) = table.iter().find(|e| e.0 == name && e.1 == value).unwrap();
+        let mut bad = good.clone();
+        swap_first_postings(&mut bad, *offset);
+        let reader = IndexReader::from_bytes(bad).unwrap();
+        let err = reader.verify().unwrap_err().to_string();
+        assert!(
+            err.contains("not strictly increasing at entry 1"),
+            "{name}={value}: {err}"
+        );
+        assert!(err.contains(&format!("{name}={value:?}")), "{err}");
+    }
+}
