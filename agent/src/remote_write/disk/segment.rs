@@ -132,7 +132,7 @@ pub(super) enum CorruptKind {
 #[derive(Debug)]
 pub(crate) struct SegmentReader {
     dir: PathBuf,
-    /// The open segment: id, file, length when opened (immutable segments never grow).
+    /// The open segment: id, file, length when last looked at.
     open: Option<(u64, File, u64)>,
 }
 
@@ -165,9 +165,13 @@ impl SegmentReader {
             }
             self.open = Some((at.segment, file, len));
         }
-        let Some((_, file, len)) = &self.open else {
+        let Some((_, file, len)) = &mut self.open else {
             return Ok(Read::Missing);
         };
+        // Opened while it was being written, the segment may have grown since.
+        if limit.is_none_or(|limit| limit > *len) {
+            *len = file.metadata()?.len();
+        }
         let limit = limit.unwrap_or(*len).min(*len);
         if at.offset >= limit {
             return Ok(Read::End);

@@ -347,3 +347,79 @@ async fn a_position_past_the_end_of_its_segment_never_panics() {
     assert_eq!(got, [10], "the budget left only the newest segment");
     assert_eq!(m.dropped_samples.get(), 2, "the first segment had nothing unsent");
 }
+
+/// Runs a reopened queue (ten records from the crashed run) while receivers fail: each batch
+/// is held (retried) while scrapes keep appending, then settled, so reads reach segments that
+/// grew after the reader opened them. Segments of `segment_bytes`.
+async fn outage_after_a_crash(segment_bytes: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_queue(dir.path(), 10, 300);
+    let m = metrics();
+    let queue = open(dir.path(), &options(100, 1 << 20, segment_bytes), &m);
+    let mut reader = None;
+    let mut got = Vec::new();
+    let mut t = 10;
+    while let Some(batch) = next(&queue, &mut reader, 3).await {
+        for _ in 0..2 {
+            if t < 40 {
+                append(&queue, t);
+                t += 1;
+            }
+        }
+        got.extend(timestamps(&batch));
+        queue.settle(&batch);
+    }
+    assert_eq!(got, (0..40).collect::<Vec<_>>(), "every record sent once, in order");
+    // Only the earlier run's samples enter pending when read back.
+    assert_eq!(m.pending.get(), 10);
+    assert_eq!(m.corrupt_records.get(), 0);
+    assert_eq!(
+        segment::list_segments(dir.path()).unwrap().len(),
+        1,
+        "settled segments are deleted"
+    );
+    assert_eq!(queue.release(), 0, "nothing this run counted stays pending");
+}
+
+#[tokio::test]
+async fn after_a_crash_a_growing_writer_segment_is_read_to_its_end() {
+    tokio::time::timeout(WAIT, outage_after_a_crash(1 << 16)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_segment_rotated_after_the_reader_opened_it_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_queue(dir.path(), 1, 1 << 16);
+    let record_len = std::fs::metadata(segment::segment_path(dir.path(), 1)).unwrap().len() - SEGMENT_HEADER_LEN;
+    let m = metrics();
+    // Six records per segment; the backlog keeps new records on disk only.
+    let queue = open(
+        dir.path(),
+        &options(100, 1 << 20, SEGMENT_HEADER_LEN + 6 * record_len),
+        &m,
+    );
+    let mut reader = None;
+    let mut got = Vec::new();
+    (1..4).for_each(|t| append(&queue, t));
+    // Opens the writer's segment while it holds three records.
+    let batch = next(&queue, &mut reader, 2).await.unwrap();
+    got.extend(timestamps(&batch));
+    queue.settle(&batch);
+    // Fill it and rotate past it while the sender holds nothing.
+    (4..8).for_each(|t| append(&queue, t));
+    assert_eq!(segment::list_segments(dir.path()).unwrap(), [2, 3], "rotated");
+    got.extend(drain_with(&queue, &mut reader, 2).await);
+    assert_eq!(got, (0..8).collect::<Vec<_>>(), "every record sent once, in order");
+    assert_eq!(m.pending.get(), 1);
+    assert_eq!(queue.release(), 0, "nothing this run counted stays pending");
+}
+
+/// As [`drain`], with the sender's reader.
+async fn drain_with(queue: &ShardQueue, reader: &mut Option<segment::SegmentReader>, max: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    while let Some(batch) = next(queue, reader, max).await {
+        got.extend(timestamps(&batch));
+        queue.settle(&batch);
+    }
+    got
+}
