@@ -32,10 +32,12 @@ struct Node {
     task: Option<JoinHandle<Result<(), CollectorError>>>,
 }
 
-/// Three collectors; `running[i]` says whether collector `i` is started (a stopped one's port
-/// refuses connections).
+/// Three collectors; `running[i]` says whether collector `i` is started. A stopped one's port
+/// refuses connections, or with [`Fleet::start_silent`] accepts them and never answers.
 struct Fleet {
     _dir: tempfile::TempDir,
+    /// The bound but never served listeners of the silent collectors.
+    _silent: Vec<tokio::net::TcpListener>,
     nodes: Vec<Node>,
     rings: Hashrings,
     rf: usize,
@@ -44,6 +46,16 @@ struct Fleet {
 
 impl Fleet {
     async fn start(rf: usize, running: [bool; 3]) -> Fleet {
+        Self::start_with(rf, running, false, Duration::from_secs(1)).await
+    }
+
+    /// As [`Fleet::start`], but the stopped collectors hang instead of refusing, and forwards
+    /// are retried for `forward_timeout`.
+    async fn start_silent(rf: usize, running: [bool; 3], forward_timeout: Duration) -> Fleet {
+        Self::start_with(rf, running, true, forward_timeout).await
+    }
+
+    async fn start_with(rf: usize, running: [bool; 3], silent: bool, forward_timeout: Duration) -> Fleet {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
@@ -56,12 +68,18 @@ impl Fleet {
         std::fs::write(&file, &json).unwrap();
         let rings = Hashrings::new(&config::parse(json.as_bytes()).unwrap(), Algorithm::Hashmod, rf).unwrap();
         let mut nodes = Vec::new();
+        let mut silent_listeners = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let shutdown = CancellationToken::new();
-            let task = running[i].then(|| {
-                let opts = options(dir.path(), i, &file, &addresses[i], rf);
-                tokio::spawn(collector::run(opts, listener, shutdown.clone()))
-            });
+            let task = if running[i] {
+                let opts = options(dir.path(), i, &file, &addresses[i], rf, forward_timeout);
+                Some(tokio::spawn(collector::run(opts, listener, shutdown.clone())))
+            } else {
+                if silent {
+                    silent_listeners.push(listener);
+                }
+                None
+            };
             nodes.push(Node {
                 address: addresses[i].clone(),
                 shutdown,
@@ -70,6 +88,7 @@ impl Fleet {
         }
         let fleet = Fleet {
             _dir: dir,
+            _silent: silent_listeners,
             nodes,
             rings,
             rf,
@@ -153,7 +172,7 @@ impl Fleet {
     }
 }
 
-fn options(dir: &Path, i: usize, file: &Path, address: &str, rf: usize) -> CollectorOptions {
+fn options(dir: &Path, i: usize, file: &Path, address: &str, rf: usize, forward_timeout: Duration) -> CollectorOptions {
     CollectorOptions {
         tsdb_path: dir.join(format!("collector-{i}")),
         block_duration: Duration::from_secs(2 * 3600),
@@ -170,7 +189,7 @@ fn options(dir: &Path, i: usize, file: &Path, address: &str, rf: usize) -> Colle
             },
             replication: ReplicationConfig {
                 local_endpoint: address.to_owned(),
-                forward_timeout: Duration::from_secs(1),
+                forward_timeout,
             },
         }),
     }
@@ -246,6 +265,22 @@ async fn rf3_write_succeeds_with_one_peer_down() {
     let ids: Vec<usize> = (0..10).collect();
     let (status, text) = fleet.post(0, &ids, 1.0, false).await;
     assert_eq!(status, 200, "{text}");
+    for id in ids {
+        assert_eq!(fleet.holders(id).await, BTreeSet::from([0, 1]), "series {id}");
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rf3_answers_at_quorum_without_waiting_for_a_silent_peer() {
+    // Collector 2 accepts connections and never answers; its forwards are retried for 60 s.
+    let fleet = Fleet::start_silent(3, [true, true, false], Duration::from_secs(60)).await;
+    let ids: Vec<usize> = (0..10).collect();
+    let started = std::time::Instant::now();
+    let (status, text) = fleet.post(0, &ids, 1.0, false).await;
+    assert_eq!(status, 200, "{text}");
+    // Far below the forward timeout: the answer came at quorum, not at the deadline.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
     for id in ids {
         assert_eq!(fleet.holders(id).await, BTreeSet::from([0, 1]), "series {id}");
     }

@@ -6,8 +6,9 @@
 //! - [`peers`] (private): forwards with the [`FORWARDED_HEADER`] (the peer stores locally, no
 //!   second routing), retried until the forward deadline, per-peer backoff.
 //! - the local part is appended by the receive handler while the forwards run.
-//! - [`quorum`]: the answer once every forward finished (success or give-up), so a request's
-//!   series are stored, in order, before the sender sends the next one.
+//! - [`quorum`]: the answer, as soon as every series is stored by a quorum of its owners (then
+//!   forwards still retrying a lagging peer finish in the background; a late one can only be
+//!   refused there as out of order, never cost the quorum), else once every forward finished.
 //! - [`metrics`]: the `trawl_collector_replication_*` counters and gauges.
 //! - [`flags`]: `--receive.hashrings-file`, `--receive.replication-factor` and the others.
 
@@ -24,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderName;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -33,7 +36,7 @@ use tracing::warn;
 pub use flags::ReplicationFlags;
 pub use metrics::ReplicateMetrics;
 pub use plan::Plan;
-pub use quorum::{Outcome, Verdict, decide, quorum};
+pub use quorum::{Outcome, Verdict, decide, quorum, stored_by_quorum};
 
 use crate::hashring::{HashringError, HashringWatcher};
 use crate::head::SeriesInput;
@@ -200,18 +203,28 @@ impl Replicator {
         Ok(Forwards { running })
     }
 
-    /// Waits for every forward, then decides the answer with the local outcome (`None` when
-    /// this collector owns none of the series).
+    /// Waits for the forwards and decides the answer with the local outcome (`None` when this
+    /// collector owns none of the series). Answers as soon as every series is stored by a
+    /// quorum and nothing was refused, as Thanos does: the forwards still running (a dead or
+    /// slow peer retried until the deadline) finish in the background, so one lost peer does
+    /// not hold every write for the forward timeout. Otherwise waits for all of them, because
+    /// the answer's status depends on every refusal.
     pub async fn finish(&self, plan: &Plan, local: Option<Outcome>, forwards: Forwards) -> Verdict {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.slots()];
         if let (Some(slot), Some(local)) = (plan.local_slot(), local) {
             outcomes[slot] = Some(local);
         }
-        for (slot, task) in forwards.running {
-            let outcome = task.await.unwrap_or_else(|error| Outcome::Failed {
+        let mut running: FuturesUnordered<_> = forwards
+            .running
+            .into_iter()
+            .map(|(slot, task)| async move { (slot, task.await) })
+            .collect();
+        while !stored_by_quorum(plan, &outcomes)
+            && let Some((slot, joined)) = running.next().await
+        {
+            outcomes[slot] = Some(joined.unwrap_or_else(|error| Outcome::Failed {
                 reason: format!("forward task failed: {error}"),
-            });
-            outcomes[slot] = Some(outcome);
+            }));
         }
         let verdict = decide(plan, &outcomes);
         if matches!(verdict, Verdict::NoQuorum { .. }) {

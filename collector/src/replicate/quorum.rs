@@ -59,6 +59,22 @@ pub fn quorum(rf: usize) -> usize {
     rf / 2 + 1
 }
 
+/// Whether the answer is already 200 whatever the outcomes still missing (`None`) turn out to
+/// be: every series is stored by a quorum of its owners and no owner refused anything.
+pub fn stored_by_quorum(plan: &Plan, outcomes: &[Option<Outcome>]) -> bool {
+    let needed = quorum(plan.replication_factor());
+    let refused = outcomes.iter().any(|o| matches!(o, Some(Outcome::Refused { .. })));
+    !refused
+        && (0..plan.series()).all(|i| {
+            let stored = plan
+                .owners(i)
+                .iter()
+                .filter(|&&slot| matches!(outcomes.get(slot as usize), Some(Some(Outcome::Stored))))
+                .count();
+            stored >= needed
+        })
+}
+
 /// Decides the request from `outcomes[slot]` (`None`: the slot owns none of the series).
 pub fn decide(plan: &Plan, outcomes: &[Option<Outcome>]) -> Verdict {
     let needed = quorum(plan.replication_factor());
