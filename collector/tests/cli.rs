@@ -23,6 +23,17 @@ fn run(args: &[&str]) -> Output {
         .expect("run trawl-collector")
 }
 
+/// Runs the collector with `args` and asserts it refused them, saying `says` on stderr.
+fn assert_refused(args: &[&str], says: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} accepted");
+    assert!(
+        stderr.contains(says),
+        "{args:?}: stderr does not say {says:?}:\n{stderr}"
+    );
+}
+
 #[test]
 fn help_lists_the_thanos_flags() {
     let out = Command::new(BIN).arg("--help").output().expect("run");
@@ -51,13 +62,7 @@ fn bad_flags_are_refused_with_their_name() {
         (vec!["--receive.default-tenant-id=../etc"], "default-tenant-id"),
         (vec!["--receive.tenant-header=bad header"], "tenant-header"),
     ] {
-        let out = run(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} accepted");
-        assert!(
-            stderr.contains(says),
-            "{args:?}: stderr does not say {says:?}:\n{stderr}"
-        );
+        assert_refused(&args, says);
     }
 }
 
@@ -149,13 +154,7 @@ fn incomplete_or_bad_replication_flags_are_refused() {
             "1 endpoints cannot hold 3 replicas",
         ),
     ] {
-        let out = run(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} accepted");
-        assert!(
-            stderr.contains(says),
-            "{args:?}: stderr does not say {says:?}:\n{stderr}"
-        );
+        assert_refused(&args, says);
     }
 }
 

@@ -17,7 +17,6 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
 use prost::Message;
 use trawl_e2e::ha::config::{hashrings_json, objstore_yml};
 use trawl_e2e::ha::procs::cpu_seconds;
@@ -40,7 +39,7 @@ async fn main() -> Result<()> {
     println!(
         "input: {series} series × {steps} steps = {} samples, {} requests",
         series * steps,
-        requests.len()
+        requests.iter().map(Vec::len).sum::<usize>()
     );
     println!("| RF | collectors' CPU (s) | per collector (s) | wall (s) |");
     println!("|---|---|---|---|");
@@ -56,52 +55,58 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// One snappy-compressed write request per step: every series once, at `now - steps + step`
-/// seconds (recent, so the heads accept them, in order).
-fn build_requests(series: usize, steps: usize) -> Vec<Vec<u8>> {
+/// Snappy-compressed write requests, `[shard][step]`: series `k` belongs to shard
+/// `k % CONCURRENCY` (as an agent's shards), and each request holds one step of its shard's
+/// series at `now - steps + step` seconds (recent, so the heads accept them).
+fn build_requests(series: usize, steps: usize) -> Vec<Vec<Vec<u8>>> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
     let start = now_ms - steps as i64 * 1000;
-    (0..steps)
-        .map(|step| {
-            let timeseries = (0..series)
-                .map(|k| TimeSeries {
-                    labels: vec![
-                        Label {
-                            name: "__name__".into(),
-                            value: "replication_bench_total".into(),
-                        },
-                        Label {
-                            name: "instance".into(),
-                            value: format!("host-{}:9100", k / 100),
-                        },
-                        Label {
-                            name: "series".into(),
-                            value: format!("{k:05}"),
-                        },
-                    ],
-                    samples: vec![Sample {
-                        value: (step * series + k) as f64,
-                        timestamp: start + step as i64 * 1000,
-                    }],
-                    exemplars: vec![],
-                })
-                .collect();
-            let proto = WriteRequest {
-                timeseries,
-                metadata: vec![],
-            }
-            .encode_to_vec();
-            snap::raw::Encoder::new().compress_vec(&proto).unwrap_or_default()
-        })
+    (0..CONCURRENCY)
+        .map(|shard| (0..steps).map(|step| encode_step(shard, step, series, start)).collect())
         .collect()
 }
 
-/// Three collectors at `rf` on loopback, fed `requests` round-robin; returns their total CPU
-/// seconds, each one's, and the wall time.
-async fn run(rf: usize, dir: &Path, requests: &[Vec<u8>]) -> Result<(f64, Vec<f64>, f64)> {
+/// One request: shard `shard`'s series at step `step`.
+fn encode_step(shard: usize, step: usize, series: usize, start: i64) -> Vec<u8> {
+    let timeseries = (shard..series)
+        .step_by(CONCURRENCY)
+        .map(|k| TimeSeries {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "replication_bench_total".into(),
+                },
+                Label {
+                    name: "instance".into(),
+                    value: format!("host-{}:9100", k / 100),
+                },
+                Label {
+                    name: "series".into(),
+                    value: format!("{k:05}"),
+                },
+            ],
+            samples: vec![Sample {
+                value: (step * series + k) as f64,
+                timestamp: start + step as i64 * 1000,
+            }],
+            exemplars: vec![],
+        })
+        .collect();
+    let proto = WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&proto).unwrap_or_default()
+}
+
+/// Three collectors at `rf` on loopback, fed `requests` (one sequential sender per shard, so
+/// each series' samples arrive in order; collectors taken round-robin); returns their total
+/// CPU seconds, each one's, and the wall time.
+async fn run(rf: usize, dir: &Path, requests: &[Vec<Vec<u8>>]) -> Result<(f64, Vec<f64>, f64)> {
     let ports: Vec<u16> = (0..COLLECTORS).map(|_| free_port()).collect();
     let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let hashrings = dir.join("hashrings.json");
@@ -133,15 +138,18 @@ async fn run(rf: usize, dir: &Path, requests: &[Vec<u8>]) -> Result<(f64, Vec<f6
     let before: Vec<f64> = procs.iter().map(|p| cpu_seconds(p.pid())).collect::<Result<_>>()?;
     let client = http_client();
     let start = Instant::now();
-    let results: Vec<Result<()>> = futures::stream::iter(requests.iter().enumerate())
-        .map(|(i, body)| {
-            let url = format!("http://{}/api/v1/receive", endpoints[i % COLLECTORS]);
-            let client = client.clone();
-            async move { post(&client, &url, body.clone()).await }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+    let results: Vec<Result<()>> = futures::future::join_all(requests.iter().enumerate().map(|(shard, steps)| {
+        let client = client.clone();
+        let endpoints = &endpoints;
+        async move {
+            for (step, body) in steps.iter().enumerate() {
+                let url = format!("http://{}/api/v1/receive", endpoints[(shard + step) % COLLECTORS]);
+                post(&client, &url, body.clone()).await?;
+            }
+            Ok(())
+        }
+    }))
+    .await;
     let wall = start.elapsed().as_secs_f64();
     for r in results {
         r?;
