@@ -33,6 +33,19 @@ fn spec(name: &'static str, replication_factor: usize, block_duration: &'static 
 /// Ingest time before a fault and after the fleet is whole again.
 const STEADY: Duration = Duration::from_secs(20);
 
+/// Stops the fleet, verifies the bucket (nothing lost, no problem) and that blocks came from all
+/// three replicas.
+async fn finish_with_all_replicas(cluster: Cluster) -> Result<()> {
+    let outcome = cluster.finish().await?;
+    outcome.check()?;
+    ensure!(
+        outcome.replicas == 3,
+        "blocks from {} replicas, want 3",
+        outcome.replicas
+    );
+    Ok(())
+}
+
 /// Waits for the first acknowledged batch after `fault` and prints the failover time.
 async fn report_failover(cluster: &Cluster, fault: Instant) -> Result<Duration> {
     let failover = cluster.probe.first_ack_after(fault, Duration::from_secs(60)).await;
@@ -72,13 +85,7 @@ async fn kill_9_one_collector(spec: ScenarioSpec) -> Result<()> {
     cluster.collectors[0].restart().await?;
     tokio::time::sleep(STEADY).await;
 
-    let outcome = cluster.finish().await?;
-    outcome.check()?;
-    ensure!(
-        outcome.replicas == 3,
-        "blocks from {} replicas, want 3",
-        outcome.replicas
-    );
+    finish_with_all_replicas(cluster).await?;
     ensure!(failover < Duration::from_secs(10), "failover took {failover:?}");
     Ok(())
 }
@@ -145,13 +152,7 @@ async fn cut_one_collector(spec: ScenarioSpec) -> Result<()> {
     );
     tokio::time::sleep(STEADY).await;
 
-    let outcome = cluster.finish().await?;
-    outcome.check()?;
-    ensure!(
-        outcome.replicas == 3,
-        "blocks from {} replicas, want 3",
-        outcome.replicas
-    );
+    finish_with_all_replicas(cluster).await?;
     if let Some(failover) = failover {
         ensure!(failover < Duration::from_secs(10), "failover took {failover:?}");
     }
@@ -200,12 +201,6 @@ async fn c_all_collectors_down_two_minutes_agent_kill_9_rf3() -> Result<()> {
     );
     tokio::time::sleep(STEADY).await;
 
-    let outcome = cluster.finish().await?;
-    outcome.check()?;
-    ensure!(
-        outcome.replicas == 3,
-        "blocks from {} replicas, want 3",
-        outcome.replicas
-    );
+    finish_with_all_replicas(cluster).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use trawl_model::remote::decode_write_request;
 
 use super::metrics::ReplicateMetrics;
-use super::peers::Peers;
+use super::peers::{Peer, Peers};
 use super::*;
 use crate::hashring::{Algorithm, Endpoint, Ring};
 
@@ -220,6 +220,13 @@ fn tenant_header() -> HeaderName {
     HeaderName::from_static("thanos-tenant")
 }
 
+/// Forwards the body `x` of tenant `t` to `peer` until `deadline`.
+async fn forward_x(peers: &Peers, peer: &Peer, deadline: Instant) -> Outcome {
+    peers
+        .forward(peer, &tenant_header(), "t", Bytes::from_static(b"x"), deadline)
+        .await
+}
+
 #[tokio::test]
 async fn forwards_carry_the_tenant_and_the_forwarded_marker() {
     let fake = fake_peer(vec![StatusCode::OK]).await;
@@ -247,9 +254,7 @@ async fn recoverable_failures_are_retried_within_the_deadline() {
     let peers = peers();
     let peer = peers.get(&fake.address);
     let deadline = Instant::now() + Duration::from_secs(5);
-    let outcome = peers
-        .forward(&peer, &tenant_header(), "t", Bytes::from_static(b"x"), deadline)
-        .await;
+    let outcome = forward_x(&peers, &peer, deadline).await;
     assert_eq!(outcome, Outcome::Stored);
     assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
 }
@@ -260,9 +265,7 @@ async fn refusals_are_not_retried_and_keep_the_peer_healthy() {
     let peers = peers();
     let peer = peers.get(&fake.address);
     let deadline = Instant::now() + Duration::from_secs(5);
-    let outcome = peers
-        .forward(&peer, &tenant_header(), "t", Bytes::from_static(b"x"), deadline)
-        .await;
+    let outcome = forward_x(&peers, &peer, deadline).await;
     assert_eq!(
         outcome,
         Outcome::Refused {
@@ -270,9 +273,7 @@ async fn refusals_are_not_retried_and_keep_the_peer_healthy() {
             reason: "scripted answer".into()
         }
     );
-    let again = peers
-        .forward(&peer, &tenant_header(), "t", Bytes::from_static(b"x"), deadline)
-        .await;
+    let again = forward_x(&peers, &peer, deadline).await;
     assert!(matches!(again, Outcome::Refused { .. }));
     assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
 }
@@ -284,9 +285,7 @@ async fn a_failing_peer_gives_up_at_the_deadline_then_is_skipped_while_backing_o
     let peer = peers.get(&fake.address);
     let start = Instant::now();
     let deadline = start + Duration::from_millis(600);
-    let outcome = peers
-        .forward(&peer, &tenant_header(), "t", Bytes::from_static(b"x"), deadline)
-        .await;
+    let outcome = forward_x(&peers, &peer, deadline).await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason } if reason.contains("500")),
         "{outcome:?}"
@@ -295,15 +294,7 @@ async fn a_failing_peer_gives_up_at_the_deadline_then_is_skipped_while_backing_o
     let attempts = fake.requests.load(Ordering::SeqCst);
     assert!(attempts >= 2, "retried: {attempts}");
     // Backing off: the next forward is not even tried.
-    let skipped = peers
-        .forward(
-            &peer,
-            &tenant_header(),
-            "t",
-            Bytes::from_static(b"x"),
-            Instant::now() + Duration::from_secs(5),
-        )
-        .await;
+    let skipped = forward_x(&peers, &peer, Instant::now() + Duration::from_secs(5)).await;
     assert!(
         matches!(&skipped, Outcome::Failed { reason } if reason.contains("backing off")),
         "{skipped:?}"
@@ -319,15 +310,7 @@ async fn an_unreachable_peer_fails_fast_with_the_reason() {
     drop(listener);
     let peers = peers();
     let peer = peers.get(&address);
-    let outcome = peers
-        .forward(
-            &peer,
-            &tenant_header(),
-            "t",
-            Bytes::from_static(b"x"),
-            Instant::now() + Duration::from_millis(300),
-        )
-        .await;
+    let outcome = forward_x(&peers, &peer, Instant::now() + Duration::from_millis(300)).await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason } if !reason.is_empty()),
         "{outcome:?}"
