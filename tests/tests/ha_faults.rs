@@ -46,22 +46,37 @@ async fn finish_with_all_replicas(cluster: Cluster) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the first acknowledged batch after `fault` and prints the failover time.
+/// How long before and after a fault the agent's acknowledgements are watched for stalls.
+const STALL_WINDOW: Duration = Duration::from_secs(15);
+
+/// Waits for the first acknowledged batch after `fault`, then for [`STALL_WINDOW`], and prints
+/// the failover time: the longest stall of acknowledgements after the fault, next to the
+/// longest one before it (batching alone). Returns the first.
 async fn report_failover(cluster: &Cluster, fault: Instant) -> Result<Duration> {
-    let failover = cluster.probe.first_ack_after(fault, Duration::from_secs(60)).await;
+    let first_ack = cluster.probe.first_ack_after(fault, Duration::from_secs(60)).await;
+    let Some(first_ack) = first_ack else {
+        anyhow::bail!(
+            "no batch acknowledged within 60 s of the fault; agent log:\n{}",
+            tail(&cluster.agent.logs(), 40)
+        );
+    };
+    tokio::time::sleep_until((fault + STALL_WINDOW).into()).await;
+    let after = cluster.probe.longest_stall(fault, fault + STALL_WINDOW);
+    let before = cluster.probe.longest_stall(fault - STALL_WINDOW, fault);
     // `+ 0.0` turns the empty sum's -0 into 0.
     let failovers = cluster.agent_metric(FAILOVERS_METRIC).await + 0.0;
     println!(
-        "[{}] failover: first acknowledged batch {} after the fault; agent failovers_total {failovers}",
+        "[{}] failover: first acknowledged batch {:.2} s after the fault; longest stall of \
+         acknowledgements {:.2} s in the {} s after it ({:.2} s in the {} s before); agent \
+         failovers_total {failovers}",
         cluster.spec.name,
-        failover.map_or("never (60 s)".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+        first_ack.as_secs_f64(),
+        after.as_secs_f64(),
+        STALL_WINDOW.as_secs(),
+        before.as_secs_f64(),
+        STALL_WINDOW.as_secs(),
     );
-    failover.ok_or_else(|| {
-        anyhow::anyhow!(
-            "no batch acknowledged within 60 s of the fault; agent log:\n{}",
-            tail(&cluster.agent.logs(), 40)
-        )
-    })
+    Ok(after)
 }
 
 /// ```text

@@ -3,9 +3,10 @@
 //! network errors and (when enabled) 429 are recoverable; any other status drops the batch.
 //!
 //! A recoverable failure marks the collector down (see [`collectors`]) and the same body goes
-//! at once to the next healthy collector; a collector silent for 1.5 s while another healthy
-//! one exists gets the body sent to that one too (a hedged request: the first 2xx wins and the
-//! other request is cancelled; receivers take identical duplicates).
+//! at once to the next healthy collector; a collector silent for several times its recent
+//! answer time (250 ms to 1.5 s) while another healthy one exists gets the body sent to that
+//! one too (a hedged request: the first 2xx wins and the other request is cancelled; receivers
+//! take identical duplicates).
 
 #[path = "collectors.rs"]
 mod collectors;
@@ -136,7 +137,8 @@ impl Client {
 
     /// Sends one snappy-compressed `WriteRequest` to one healthy collector, each attempt bounded
     /// by `remote_timeout`. A recoverable failure sends the same body at once to the next
-    /// healthy collector; an attempt without an answer after 1.5 s is hedged to the next one.
+    /// healthy collector; an attempt without an answer within its collector's hedge delay
+    /// ([`Collector::hedge_after`]) is hedged to the next one.
     /// Returns at the first 2xx, or at the first permanent error (the body is bad everywhere).
     ///
     /// # Errors
@@ -150,21 +152,22 @@ impl Client {
             return Err(SendError::NoCollector);
         };
         let timing = *self.collectors.timing();
+        let mut hedge_after = first.hedge_after(&timing);
         let mut started = vec![Arc::clone(&first)];
         let mut in_flight = FuturesUnordered::new();
         in_flight.push(self.attempt(first, body.clone()));
-        let hedge = tokio::time::sleep(timing.hedge_after);
+        let hedge = tokio::time::sleep(hedge_after);
         tokio::pin!(hedge);
         loop {
             let next = tokio::select! {
                 answer = in_flight.next() => {
-                    let Some((collector, result)) = answer else {
+                    let Some((collector, latency, result)) = answer else {
                         return Err(SendError::NoCollector);
                     };
                     started.retain(|c| !Arc::ptr_eq(c, &collector));
                     let error = match result {
                         Ok(()) => {
-                            collector.answered();
+                            collector.answered(latency);
                             // The requests still in flight are cancelled when this returns.
                             for slow in &started {
                                 slow.failed(&timing, &"no answer while another collector accepted the batch", None);
@@ -175,7 +178,7 @@ impl Client {
                             // A permanent answer shows the collector is reachable; an auth
                             // failure says nothing about it.
                             if !error.is_recoverable() {
-                                collector.answered();
+                                collector.answered(latency);
                             }
                             return Err(error);
                         }
@@ -196,7 +199,7 @@ impl Client {
                         debug!(
                             message = "No answer yet; sending the batch to another collector too.",
                             collector = %next.name(),
-                            after = ?timing.hedge_after,
+                            after = ?hedge_after,
                         );
                         next
                     }
@@ -204,16 +207,23 @@ impl Client {
                 },
             };
             self.collectors.failover();
-            hedge.as_mut().reset(tokio::time::Instant::now() + timing.hedge_after);
+            hedge_after = next.hedge_after(&timing);
+            hedge.as_mut().reset(tokio::time::Instant::now() + hedge_after);
             started.push(Arc::clone(&next));
             in_flight.push(self.attempt(next, body.clone()));
         }
     }
 
-    /// POSTs `body` to `collector` with a timeout of `remote_timeout`.
-    async fn attempt(&self, collector: Arc<Collector>, body: Bytes) -> (Arc<Collector>, Result<(), SendError>) {
+    /// POSTs `body` to `collector` with a timeout of `remote_timeout`; also returns how long
+    /// the answer took.
+    async fn attempt(
+        &self,
+        collector: Arc<Collector>,
+        body: Bytes,
+    ) -> (Arc<Collector>, Duration, Result<(), SendError>) {
+        let started = tokio::time::Instant::now();
         let result = self.post(&collector, body).await;
-        (collector, result)
+        (collector, started.elapsed(), result)
     }
 
     async fn post(&self, collector: &Collector, body: Bytes) -> Result<(), SendError> {

@@ -6,6 +6,11 @@
 //! name. Names are resolved again every 30 s, and at the next send after every collector
 //! failed. A collector that fails is down for its own backoff (1 s doubling to 30 s) and then
 //! probed again; a success brings it back up.
+//!
+//! Each collector keeps the recent peak of its answer times; a send to it is hedged (the same
+//! body also goes to the next collector) after [`HEDGE_LATENCY_FACTOR`] times that peak, within
+//! [`Timing::hedge_min`] and [`Timing::hedge_max`]. A collector cut off the network never
+//! answers nor refuses, so this delay is what failover costs then.
 
 use std::fmt::Display;
 use std::io;
@@ -31,11 +36,16 @@ use crate::http_client::{self, HttpClientError};
 #[path = "collectors_tests.rs"]
 mod tests;
 
+/// How many times a collector's recent peak answer time a send waits before it is hedged.
+pub(super) const HEDGE_LATENCY_FACTOR: u32 = 4;
+
 /// The delays of failover; [`Timing::default`] holds the production values.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timing {
-    /// Wait for an answer before the same body also goes to the next healthy collector.
-    pub(super) hedge_after: Duration,
+    /// Shortest wait for an answer before the same body also goes to the next collector.
+    pub(super) hedge_min: Duration,
+    /// Longest such wait, and the wait for a collector that has not answered yet.
+    pub(super) hedge_max: Duration,
     /// First time a failed collector is skipped; doubles on each failed probe.
     pub(super) min_down: Duration,
     /// Longest time a failed collector is skipped (also caps `Retry-After`).
@@ -49,10 +59,11 @@ pub(super) struct Timing {
 }
 
 impl Default for Timing {
-    /// Failover within 2 s of a failure: hedge after 1.5 s, connect timeout 1 s.
+    /// Failover within 2 s of a failure: hedge after 250 ms to 1.5 s, connect timeout 1 s.
     fn default() -> Self {
         Timing {
-            hedge_after: Duration::from_millis(1500),
+            hedge_min: Duration::from_millis(250),
+            hedge_max: Duration::from_millis(1500),
             min_down: Duration::from_secs(1),
             max_down: Duration::from_secs(30),
             resolve_every: Duration::from_secs(30),
@@ -93,7 +104,7 @@ struct RemoteLabels {
 
 /// `trawl_agent_remote_write_collector_up{remote_name,collector}` (1 healthy, 0 down) and
 /// `trawl_agent_remote_write_failovers_total{remote_name}` (sends of a body to another collector
-/// after a failure or after [`Timing::hedge_after`] without an answer). Cheap to clone;
+/// after a failure or after a hedge delay without an answer). Cheap to clone;
 /// [`Default`] gives families registered nowhere.
 #[derive(Clone, Default)]
 pub struct CollectorFamilies {
@@ -154,12 +165,15 @@ pub(super) struct Collector {
     up: Gauge,
 }
 
-/// Up, or down until a time after which the next send probes it.
+/// Up, or down until a time after which the next send probes it; and how fast it answers.
 #[derive(Debug, Clone, Copy)]
 struct Health {
     down_until: Option<Instant>,
     /// The last down time, doubled on each failed probe.
     backoff: Duration,
+    /// Recent peak answer time: raised at once by a slower answer, decays by 1/8 of the
+    /// difference toward each faster one. `None` before the first answer.
+    peak_latency: Option<Duration>,
 }
 
 impl Collector {
@@ -183,9 +197,26 @@ impl Collector {
         self.health().down_until
     }
 
-    /// The collector answered: up again (logged when it was down).
-    pub(super) fn answered(&self) {
-        let was_down = self.health().down_until.take().is_some();
+    /// How long a send to this collector waits for an answer before it is hedged:
+    /// [`HEDGE_LATENCY_FACTOR`] times its recent peak answer time, within the bounds of
+    /// `timing`; [`Timing::hedge_max`] before its first answer.
+    pub(super) fn hedge_after(&self, timing: &Timing) -> Duration {
+        self.health().peak_latency.map_or(timing.hedge_max, |peak| {
+            peak.saturating_mul(HEDGE_LATENCY_FACTOR)
+                .clamp(timing.hedge_min, timing.hedge_max)
+        })
+    }
+
+    /// The collector answered after `latency`: up again (logged when it was down).
+    pub(super) fn answered(&self, latency: Duration) {
+        let was_down = {
+            let mut health = self.health();
+            health.peak_latency = Some(match health.peak_latency {
+                Some(peak) if peak > latency => peak - (peak - latency) / 8,
+                _ => latency,
+            });
+            health.down_until.take().is_some()
+        };
         if was_down {
             self.up.set(1);
             info!(
@@ -445,6 +476,7 @@ impl Collectors {
             health: Mutex::new(Health {
                 down_until: None,
                 backoff: self.timing.min_down,
+                peak_latency: None,
             }),
             up,
         }))

@@ -253,6 +253,69 @@ async fn a_silent_collector_is_hedged_to_another_one() {
 }
 
 #[tokio::test]
+async fn a_collector_that_answered_fast_and_went_silent_is_hedged_sooner() {
+    let silent = Silent::start().await;
+    let b = Receiver::start(Vec::new()).await;
+    // hedge_max is NEVER: only the delay learnt from the silent one's past answers can hedge.
+    let timing = Timing {
+        hedge_min: Duration::from_millis(50),
+        hedge_max: NEVER,
+        ..Timing::default()
+    };
+    let (client, registry) = client_with(&config(&[&silent.url, &b.url]), timing, Arc::new(Table::default()));
+    client.collectors.snapshot()[0].answered(Duration::from_millis(5));
+
+    store(&client, body(1)).await.expect("B accepts the hedged batch");
+
+    assert_eq!(
+        silent.accepts.load(Ordering::SeqCst),
+        1,
+        "the first send went to the silent one"
+    );
+    assert_eq!(b.accepted().len(), 1);
+    assert_eq!(failovers(&registry), 1.0);
+    assert_eq!(up(&registry, &silent.url), 0.0);
+}
+
+#[tokio::test]
+async fn hedge_delay_follows_the_recent_peak_answer_time() {
+    let (client, _registry) = client(&config(&[&closed_port().await]));
+    let collector = Arc::clone(&client.collectors.snapshot()[0]);
+    let timing = Timing::default();
+    let ms = Duration::from_millis;
+    assert_eq!(collector.hedge_after(&timing), timing.hedge_max, "no answer yet");
+
+    collector.answered(ms(10));
+    assert_eq!(
+        collector.hedge_after(&timing),
+        timing.hedge_min,
+        "4 × 10 ms is under the floor"
+    );
+    collector.answered(ms(200));
+    assert_eq!(
+        collector.hedge_after(&timing),
+        ms(800),
+        "a slower answer raises the peak at once"
+    );
+    collector.answered(ms(100));
+    assert_eq!(
+        collector.hedge_after(&timing),
+        ms(750),
+        "a faster one lowers it by 1/8 of the gap"
+    );
+    collector.answered(ms(1000));
+    assert_eq!(collector.hedge_after(&timing), timing.hedge_max, "capped");
+
+    let mut delays = Vec::new();
+    for _ in 0..40 {
+        collector.answered(ms(10));
+        delays.push(collector.hedge_after(&timing));
+    }
+    assert!(delays.is_sorted_by(|a, b| a >= b), "decays steadily: {delays:?}");
+    assert_eq!(delays.last(), Some(&timing.hedge_min), "back to the floor");
+}
+
+#[tokio::test]
 async fn a_single_silent_collector_times_out_without_failover() {
     let silent = Silent::start().await;
     let mut cfg = config(&[&silent.url]);
@@ -376,7 +439,7 @@ async fn backoff_doubles_to_the_cap_and_resets_after_an_answer() {
     assert_eq!(seen, [1, 2, 4, 8, 16, 30, 30]);
     assert_eq!(up(&registry, &collector.url), 0.0);
 
-    collector.answered();
+    collector.answered(Duration::from_millis(10));
     assert!(collector.down_until().is_none());
     assert_eq!(up(&registry, &collector.url), 1.0);
     collector.failed(&timing, &"test", None);

@@ -113,6 +113,23 @@ impl SendProbe {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Longest time within `[from, until]` in which the acknowledged samples counter did not
+    /// rise, counted from `from` or a rise to the next rise or `until`: the longest wait of the
+    /// agent's data for a collector in that window, batching included (100 ms resolution).
+    pub fn longest_stall(&self, from: Instant, until: Instant) -> Duration {
+        let points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut previous = points.iter().take_while(|(t, _)| *t < from).last().map(|&(_, v)| v);
+        let (mut last_rise, mut longest) = (from, Duration::ZERO);
+        for &(t, v) in points.iter().filter(|(t, _)| (from..=until).contains(t)) {
+            if previous.is_some_and(|p| v > p) {
+                longest = longest.max(t.duration_since(last_rise));
+                last_rise = t;
+            }
+            previous = Some(v);
+        }
+        longest.max(until.saturating_duration_since(last_rise))
+    }
 }
 
 /// The fleet of one scenario; everything is stopped and the namespaces removed when dropped.
@@ -553,5 +570,37 @@ impl Outcome {
         } else {
             bail!("{}", errors.join("\n"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_stall_runs_between_rises_and_window_edges() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let probe = SendProbe::default();
+        // Rises at 100, 1400 and 1500 ms; flat from 1500 on.
+        let readings = [(0, 1.0), (100, 2.0), (600, 2.0), (1400, 3.0), (1500, 4.0), (3000, 4.0)];
+        probe.points.lock().unwrap().extend(readings.map(|(ms, v)| (at(ms), v)));
+
+        assert_eq!(probe.longest_stall(at(0), at(2000)), Duration::from_millis(1300));
+        assert_eq!(
+            probe.longest_stall(at(0), at(4000)),
+            Duration::from_millis(2500),
+            "until the window's end"
+        );
+        assert_eq!(
+            probe.longest_stall(at(500), at(1450)),
+            Duration::from_millis(900),
+            "from the window's start"
+        );
+        assert_eq!(
+            SendProbe::default().longest_stall(at(0), at(700)),
+            Duration::from_millis(700),
+            "no readings"
+        );
     }
 }
