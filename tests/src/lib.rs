@@ -301,19 +301,25 @@ pub async fn node_exporter(dir: &Path) -> Result<(Proc, String)> {
     Ok((proc, address))
 }
 
-/// Starts `trawl-agent` with `config` (YAML) in `dir`; returns it and its API URL.
-pub async fn trawl_agent(dir: &Path, config: &str) -> Result<(Proc, String)> {
-    let port = free_port();
+/// Writes `config` (YAML) to `<dir>/agent.yml` and returns the `trawl-agent` flags that run it
+/// on 127.0.0.1:`port` with `--storage.path=<dir>/agent-data` and `--log.level=<log_level>`.
+pub fn agent_args(dir: &Path, config: &str, port: u16, log_level: &str) -> Result<Vec<String>> {
     let cfg = dir.join("agent.yml");
     std::fs::write(&cfg, config)?;
-    let args = vec![
+    Ok(vec![
         format!("--config.file={}", cfg.display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
         format!("--storage.path={}", dir.join("agent-data").display()),
-        "--log.level=debug".to_owned(),
-        // The default is one thread; the end-to-end run covers the work-stealing runtime.
-        "--runtime.worker-threads=2".to_owned(),
-    ];
+        format!("--log.level={log_level}"),
+    ])
+}
+
+/// Starts `trawl-agent` with `config` (YAML) in `dir`; returns it and its API URL.
+pub async fn trawl_agent(dir: &Path, config: &str) -> Result<(Proc, String)> {
+    let port = free_port();
+    let mut args = agent_args(dir, config, port, "debug")?;
+    // The default is one thread; the end-to-end run covers the work-stealing runtime.
+    args.push("--runtime.worker-threads=2".to_owned());
     let proc = Proc::start("trawl-agent", &workspace_bin("trawl-agent"), &args, dir)?;
     let url = format!("http://127.0.0.1:{port}");
     wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(30)).await?;

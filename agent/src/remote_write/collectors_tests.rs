@@ -94,6 +94,16 @@ fn up(registry: &Registry, url: &url::Url) -> f64 {
     values[0]
 }
 
+/// The `collector` names of the client's current collectors, in order.
+fn names(client: &Client) -> Vec<String> {
+    client
+        .collectors
+        .snapshot()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect()
+}
+
 fn failovers(registry: &Registry) -> f64 {
     metric(registry, "failovers_total", "remote_name=\"test\"")[0]
 }
@@ -478,12 +488,7 @@ async fn a_name_with_two_addresses_is_two_collectors() {
 
     store(&client, body(1)).await.expect("the second address accepts");
 
-    let names: Vec<String> = client
-        .collectors
-        .snapshot()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let names = names(&client);
     assert_eq!(
         names,
         [pinned(LOCAL_1, port).to_string(), pinned(LOCAL_2, port).to_string()]
@@ -590,12 +595,7 @@ async fn an_unresolvable_or_stuck_name_keeps_one_collector() {
         };
         let (client, registry) = client_with(&config(&[&url]), timing, resolver);
         client.collectors.refresh().await;
-        let names: Vec<String> = client
-            .collectors
-            .snapshot()
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
+        let names = names(&client);
         assert_eq!(names, [url.to_string()]);
         assert_eq!(up(&registry, &url), 1.0);
     }
@@ -617,12 +617,7 @@ async fn localhost_resolves_through_the_system() {
     store(&client, body(1)).await.expect("accepted");
     store(&client, body(2)).await.expect("accepted");
 
-    let names: Vec<String> = client
-        .collectors
-        .snapshot()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let names = names(&client);
     assert!(names.contains(&pinned(LOCAL_1, port).to_string()), "{names:?}");
     let received = v4.accepted().len() + v6.as_ref().map_or(0, |r| r.accepted().len());
     assert_eq!(received, 2);

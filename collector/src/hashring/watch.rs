@@ -264,6 +264,14 @@ mod tests {
         text
     }
 
+    /// Asserts that the exposition of `registry` holds every line of `lines`.
+    fn assert_exposes(registry: &Registry, lines: &[&str]) {
+        let text = encoded(registry);
+        for line in lines {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
     #[test]
     fn a_bad_new_file_keeps_the_old_rings_and_sets_the_metric() {
         let dir = tempfile::tempdir().unwrap();
@@ -272,34 +280,30 @@ mod tests {
         let mut registry = Registry::default();
         let watcher = HashringWatcher::load(settings(file.clone()), &mut registry).unwrap();
         assert_eq!(watcher.current().addresses(), ["a:1", "b:1"]);
-        assert!(encoded(&registry).contains("trawl_collector_hashring_config_last_reload_successful 1"));
+        assert_exposes(&registry, &["trawl_collector_hashring_config_last_reload_successful 1"]);
 
         std::fs::write(&file, r#"[{"endpoints": []}]"#).unwrap();
         let error = watcher.reload().unwrap_err();
         assert!(error.to_string().contains("no endpoints"), "{error}");
         assert_eq!(watcher.current().addresses(), ["a:1", "b:1"]);
-        let text = encoded(&registry);
-        assert!(
-            text.contains("trawl_collector_hashring_config_last_reload_successful 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"trawl_collector_hashring_config_reloads_total{result="failure"} 1"#),
-            "{text}"
+        assert_exposes(
+            &registry,
+            &[
+                "trawl_collector_hashring_config_last_reload_successful 0",
+                r#"trawl_collector_hashring_config_reloads_total{result="failure"} 1"#,
+            ],
         );
 
         std::fs::write(&file, r#"[{"hashring": "r", "endpoints": ["c:1"]}]"#).unwrap();
         assert!(watcher.reload().unwrap());
         assert!(!watcher.reload().unwrap(), "unchanged content is not rebuilt");
         assert_eq!(watcher.current().addresses(), ["c:1"]);
-        let text = encoded(&registry);
-        assert!(
-            text.contains("trawl_collector_hashring_config_last_reload_successful 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"trawl_collector_hashring_nodes{hashring="r"} 1"#),
-            "{text}"
+        assert_exposes(
+            &registry,
+            &[
+                "trawl_collector_hashring_config_last_reload_successful 1",
+                r#"trawl_collector_hashring_nodes{hashring="r"} 1"#,
+            ],
         );
 
         std::fs::remove_file(&file).unwrap();

@@ -214,22 +214,29 @@ fn an_empty_bucket_is_sound() {
     assert_eq!(report.to_json(), r#"{"blocks":[],"problems":0}"#);
 }
 
+/// Flips each byte of the `what` file at `path` in turn and asserts that `bucket verify` reports
+/// a problem, restoring the file after each; returns the file's length.
+fn every_flip_is_a_problem(bucket: &Bucket, path: &Path, what: &str) -> usize {
+    let good = std::fs::read(path).unwrap();
+    for at in 0..good.len() {
+        flip(path, at);
+        let report = bucket.verify();
+        assert!(
+            report.problems > 0,
+            "flipped {what} byte {at} of {} went unnoticed",
+            good.len()
+        );
+        std::fs::write(path, &good).unwrap();
+    }
+    good.len()
+}
+
 #[test]
 fn every_flipped_index_byte_is_a_problem() {
     let bucket = Bucket::new();
     let id = sound_block(&bucket);
     let path = bucket.block(id).join("index");
-    let good = std::fs::read(&path).unwrap();
-    for at in 0..good.len() {
-        flip(&path, at);
-        let report = bucket.verify();
-        assert!(
-            report.problems > 0,
-            "flipped index byte {at} of {} went unnoticed",
-            good.len()
-        );
-        std::fs::write(&path, &good).unwrap();
-    }
+    every_flip_is_a_problem(&bucket, &path, "index");
     assert_eq!(bucket.verify().problems, 0);
 }
 
@@ -238,19 +245,9 @@ fn every_flipped_chunk_byte_is_a_problem() {
     let bucket = Bucket::new();
     let id = sound_block(&bucket);
     let path = segment(&bucket, id);
-    let good = std::fs::read(&path).unwrap();
-    for at in 0..good.len() {
-        flip(&path, at);
-        let report = bucket.verify();
-        assert!(
-            report.problems > 0,
-            "flipped chunk byte {at} of {} went unnoticed",
-            good.len()
-        );
-        std::fs::write(&path, &good).unwrap();
-    }
+    let len = every_flip_is_a_problem(&bucket, &path, "chunk");
     // A flipped data byte is named as a checksum mismatch.
-    flip(&path, good.len() - 10);
+    flip(&path, len - 10);
     assert_problem(&bucket.verify(), "checksum mismatch");
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::netns::Network;
-use crate::{Proc, free_port, wait_http_ok, workspace_bin};
+use crate::{Proc, agent_args, free_port, wait_http_ok, workspace_bin};
 
 /// The port every collector listens on inside its own namespace.
 pub const COLLECTOR_PORT: u16 = 19291;
@@ -198,14 +198,7 @@ impl HaAgent {
     /// and waits for `/-/ready`.
     pub async fn start(dir: &Path, config: &str) -> Result<HaAgent> {
         let port = free_port();
-        let cfg = dir.join("agent.yml");
-        std::fs::write(&cfg, config)?;
-        let args = vec![
-            format!("--config.file={}", cfg.display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            format!("--storage.path={}", dir.join("agent-data").display()),
-            "--log.level=info".to_owned(),
-        ];
+        let args = agent_args(dir, config, port, "info")?;
         let mut agent = HaAgent {
             url: format!("http://127.0.0.1:{port}"),
             proc: Restartable {
