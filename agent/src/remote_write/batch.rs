@@ -28,16 +28,17 @@ pub(super) struct EndpointBatch {
 }
 
 impl WriteBatch {
-    /// An empty batch for endpoints with these shard counts and `max_samples_per_send`, sized
-    /// for about `size_hint` bytes of protobuf per endpoint (see [`WriteBatch::encoded_bytes`]).
-    pub(super) fn new(endpoints: impl IntoIterator<Item = (usize, usize)>, size_hint: usize) -> WriteBatch {
+    /// An empty batch for endpoints with these shard counts and `max_samples_per_send`, each
+    /// shard's first chunk sized for `chunk_hint` bytes of protobuf (see
+    /// [`WriteBatch::chunk_bytes`]).
+    pub(super) fn new(endpoints: impl IntoIterator<Item = (usize, usize)>, chunk_hint: usize) -> WriteBatch {
+        let reserve = chunk_hint.min(MAX_RESERVED_BYTES);
         let endpoints = endpoints
             .into_iter()
             .map(|(shards, max_samples)| {
                 let shards = shards.max(1);
-                let per_shard = (size_hint / shards).min(MAX_RESERVED_BYTES);
                 EndpointBatch {
-                    open: (0..shards).map(|_| SeriesBuffer::with_capacity(per_shard)).collect(),
+                    open: (0..shards).map(|_| SeriesBuffer::with_capacity(reserve)).collect(),
                     sealed: Vec::new(),
                     max_samples: max_samples.max(1),
                     dropped: 0,
@@ -47,11 +48,14 @@ impl WriteBatch {
         WriteBatch { endpoints }
     }
 
-    /// Protobuf bytes encoded for the first endpoint: the size hint for the next scrape's batch.
-    pub fn encoded_bytes(&self) -> usize {
+    /// Protobuf bytes of the first endpoint's largest chunk: the size hint for the next
+    /// scrape's chunks. A chunk, not the whole batch: a scrape cut into several chunks would
+    /// otherwise reserve all of them in the first.
+    pub fn chunk_bytes(&self) -> usize {
         self.endpoints
             .first()
-            .map_or(0, |e| e.chunks().map(|c| c.proto().len()).sum())
+            .and_then(|e| e.chunks().map(|c| c.proto().len()).max())
+            .unwrap_or(0)
     }
 
     /// Adds one sample (`timestamp_ms` in ms since the epoch) of `series`, prepared by the same
@@ -133,6 +137,13 @@ mod tests {
             batch.push(&odd, t, 1.0);
         }
         assert_eq!(batch.samples(), 14);
+        let sizes: Vec<usize> = batch.endpoints[0].chunks().map(|c| c.proto().len()).collect();
+        assert_eq!(sizes.len(), 6);
+        assert_eq!(
+            batch.chunk_bytes(),
+            *sizes.iter().max().unwrap(),
+            "the largest chunk, not the sum"
+        );
         let mut endpoints = batch.endpoints.into_iter();
         let first: Vec<(usize, usize, Option<i64>)> = endpoints
             .next()

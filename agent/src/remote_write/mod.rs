@@ -179,9 +179,10 @@ impl RemoteWrite {
     }
 
     /// An empty batch to encode one scrape's samples into (see [`WriteBatch::push`]), with room
-    /// for about `size_hint` bytes per endpoint (the last scrape's [`WriteBatch::encoded_bytes`]).
-    pub fn batch(&self, size_hint: usize) -> WriteBatch {
-        WriteBatch::new(self.inner.endpoints.iter().map(QueueManager::batch_shape), size_hint)
+    /// for `chunk_hint` bytes in each shard's first chunk (the last scrape's
+    /// [`WriteBatch::chunk_bytes`]).
+    pub fn batch(&self, chunk_hint: usize) -> WriteBatch {
+        WriteBatch::new(self.inner.endpoints.iter().map(QueueManager::batch_shape), chunk_hint)
     }
 
     /// Queues one scrape's batch for every endpoint: returns once it is written to each

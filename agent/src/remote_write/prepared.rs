@@ -20,8 +20,14 @@ impl PreparedSeries {
     ///
     /// # Panics
     /// If one endpoint's labels exceed 4 GiB, which a `Labels` cannot produce in practice.
-    pub fn new<'a>(hash: u64, endpoints: impl IntoIterator<Item = Option<&'a [u8]>>) -> Self {
-        let mut encoded = Vec::new();
+    pub fn new<'a>(hash: u64, endpoints: impl IntoIterator<Item = Option<&'a [u8]>> + Clone) -> Self {
+        // Sized exactly, so the long-lived allocation is made once and never moved.
+        let bytes = endpoints
+            .clone()
+            .into_iter()
+            .map(|l| 4 + l.map_or(0, <[u8]>::len))
+            .sum();
+        let mut encoded = Vec::with_capacity(bytes);
         for labels in endpoints {
             match labels {
                 Some(labels) => {

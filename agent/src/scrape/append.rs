@@ -265,6 +265,9 @@ impl Appender {
                         let Some(lset) = lset else { continue };
                         pending.push((position, lset));
                         deferred.push(Deferred::new(position, timestamp_ms, sample.value));
+                        if pending.len() == PREPARE_CHUNK {
+                            this.prepare(&mut pending, filtering, cache, counts)?;
+                        }
                         continue;
                     }
                 };
@@ -274,8 +277,8 @@ impl Appender {
                     queue.push(batch, series, timestamp_ms, sample.value);
                 }
             }
-            // New series: relabel plugins, limits, remote-write preparation, in one batch.
-            this.prepare(pending, filtering, cache, counts)
+            // The last new series: relabel plugins, limits, remote-write preparation.
+            this.prepare(&mut pending, filtering, cache, counts)
         })();
         let result = match parsed {
             Err(error) => {
@@ -338,12 +341,12 @@ impl Appender {
         Ok(kept.then_some(lset))
     }
 
-    /// Prepares the scrape's new series (cache positions with their labels after metric
-    /// relabeling): relabel-stage plugins, the checks Prometheus makes after relabeling,
-    /// remote-write preparation, and symbol ids for filter plugins.
+    /// Prepares (and takes out of `pending`) new series: cache positions with their labels
+    /// after metric relabeling. Runs the relabel-stage plugins, the checks Prometheus makes after
+    /// relabeling, remote-write preparation, and symbol ids for filter plugins.
     fn prepare(
         &self,
-        pending: Vec<(usize, Labels)>,
+        pending: &mut Vec<(usize, Labels)>,
         filtering: bool,
         cache: &mut SeriesCache,
         counts: &mut AppendCounts,
@@ -352,7 +355,7 @@ impl Appender {
             return Ok(());
         }
         let (positions, mut sets): (Vec<usize>, Vec<Option<Labels>>) =
-            pending.into_iter().map(|(p, l)| (p, Some(l))).unzip();
+            pending.drain(..).map(|(p, l)| (p, Some(l))).unzip();
         // Relabel plugins see the series after metric_relabel_configs, as a user's own rules.
         self.opts.relabel_plugins.apply(&mut sets, &self.target_labels);
         for lset in sets.iter().flatten() {
@@ -381,6 +384,11 @@ impl Appender {
         Ok(())
     }
 }
+
+/// New series prepared together: enough to amortise a plugin call, few enough that a target's
+/// first scrape does not hold every series' label sets at once. Those short-lived allocations
+/// would otherwise leave megabytes of free heap between the long-lived prepared series.
+pub(super) const PREPARE_CHUNK: usize = 256;
 
 /// Passes of [`Appender::append`] before giving up on a symbol table that keeps starting new
 /// generations (only a flood of new strings from other targets can cause it).

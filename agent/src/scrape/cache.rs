@@ -45,6 +45,8 @@ pub struct SeriesCache {
     index: HashTable<u32>,
     /// Where the next series of the current scrape is expected.
     cursor: usize,
+    /// Series inserted since [`SeriesCache::begin`].
+    inserted: usize,
     iteration: u32,
     /// The plugin version the entries were prepared under; see [`SeriesCache::sync_version`].
     version: u64,
@@ -72,6 +74,7 @@ impl SeriesCache {
     pub fn begin(&mut self) {
         self.iteration = self.iteration.wrapping_add(1);
         self.cursor = 0;
+        self.inserted = 0;
     }
 
     /// Number of cached series (kept and dropped).
@@ -146,6 +149,7 @@ impl SeriesCache {
     /// returns its position.
     pub fn insert(&mut self, key: [u64; 2], series: Option<PreparedSeries>, explicit_timestamps: bool) -> usize {
         let position = self.entries.len();
+        self.inserted += 1;
         self.entries.push(CacheEntry {
             series,
             symbols: None,
@@ -162,7 +166,9 @@ impl SeriesCache {
     }
 
     /// Ends a scrape whose samples were delivered: the series in it become live; live series
-    /// missing from it are handed to `stale` (for a staleness marker) and forgotten.
+    /// missing from it are handed to `stale` (for a staleness marker) and forgotten. A scrape that
+    /// adds no series gives back the room growth left beyond an eighth of the entries (kept for
+    /// series that come and go).
     pub fn commit(&mut self, mut stale: impl FnMut(&PreparedSeries)) {
         let iteration = self.iteration;
         self.retain(|e| {
@@ -177,6 +183,10 @@ impl SeriesCache {
             }
             false
         });
+        let len = self.entries.len();
+        if self.inserted == 0 && self.entries.capacity() > len + len / 4 {
+            self.entries.shrink_to(len + len / 8);
+        }
     }
 
     /// Ends a scrape that failed, or the loop itself: every live series is handed to `stale`.
@@ -293,6 +303,32 @@ mod tests {
         cache.begin();
         assert!(end(&mut cache, false).is_empty());
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn room_left_by_growth_is_given_back_once_no_series_are_added() {
+        let mut cache = SeriesCache::default();
+        let lines: Vec<Vec<u8>> = (0..600).map(|i| format!("m{{i=\"{i}\"}}").into_bytes()).collect();
+        cache.begin();
+        for (i, line) in lines.iter().enumerate() {
+            insert(&mut cache, line, Some(series(i as u64)), false);
+        }
+        end(&mut cache, true);
+        assert!(
+            cache.entries.capacity() >= 1024,
+            "grown by doubling, kept while growing"
+        );
+        cache.begin();
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(hit(&mut cache, line), i as u64);
+        }
+        end(&mut cache, true);
+        assert!((600..=675).contains(&cache.entries.capacity()));
+        cache.begin();
+        insert(&mut cache, b"new", Some(series(600)), false);
+        assert_eq!(hit(&mut cache, &lines[0]), 0, "the index still finds moved entries");
+        end(&mut cache, true);
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

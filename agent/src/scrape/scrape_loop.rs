@@ -82,8 +82,8 @@ pub struct ScrapeLoop {
     cache: SeriesCache,
     report: [PreparedSeries; 5],
     last_timestamp_ms: i64,
-    /// Protobuf bytes of the last scrape's batch, to size the next one.
-    last_batch_bytes: usize,
+    /// Protobuf bytes of the last scrape's largest chunk, to size the next one's.
+    last_chunk_bytes: usize,
 }
 
 impl ScrapeLoop {
@@ -114,7 +114,7 @@ impl ScrapeLoop {
             cache: SeriesCache::default(),
             report,
             last_timestamp_ms: 0,
-            last_batch_bytes: 0,
+            last_chunk_bytes: 0,
         }
     }
 
@@ -186,7 +186,7 @@ impl ScrapeLoop {
         self.last_timestamp_ms = timestamp_ms;
 
         // Fetch the body, then parse it against the cache into a batch for remote write.
-        let mut batch = self.appender.remote.batch(self.last_batch_bytes);
+        let mut batch = self.appender.remote.batch(self.last_chunk_bytes);
         self.cache.begin();
         let forced = self.forced_error.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fetched = match forced {
@@ -236,7 +236,7 @@ impl ScrapeLoop {
             debug!(message = "Scrape failed.", target = %self.target.url, %error);
         }
         self.target.report(start_wall, duration, error);
-        self.last_batch_bytes = batch.encoded_bytes();
+        self.last_chunk_bytes = batch.chunk_bytes();
         self.appender.remote.append(batch).await;
     }
 

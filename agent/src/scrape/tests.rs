@@ -11,7 +11,7 @@ use trawl_model::exposition::Format;
 use trawl_model::labels::Labels;
 use trawl_model::remote::WriteRequest;
 
-use super::append::{AppendError, AppendOptions, Appender, merge_target_labels};
+use super::append::{AppendError, AppendOptions, Appender, PREPARE_CHUNK, merge_target_labels};
 use super::cache::SeriesCache;
 use super::{ScrapeFamilies, ScrapeManager, SharedTargets, Stop};
 use crate::config::Config;
@@ -490,6 +490,39 @@ async fn relabel_plugins_run_once_per_new_series_and_are_cached() {
         "2",
         "one call for the new series d"
     );
+}
+
+#[tokio::test]
+async fn new_series_are_prepared_a_chunk_at_a_time() {
+    let (mut a, registry) = plugin_appender(&[("r", "relabel", "{mode: modify}")], "    label_limit: 6\n").await;
+    let mut cache = SeriesCache::default();
+    let series = 2 * PREPARE_CHUNK + 7;
+    let body: String = (0..series).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect();
+    let out = run_cached(&mut a, &mut cache, &body).unwrap();
+    assert_eq!(out.len(), series);
+    for (i, (labels, _, value)) in out.iter().enumerate() {
+        assert_eq!(
+            *labels,
+            format!("__name__=m,copy=m,i={i},instance=t:1,job=j,plugin=hostile")
+        );
+        assert_eq!(*value, i as f64);
+    }
+    assert_eq!(
+        plugin_calls(&registry, "r", "relabel"),
+        "3",
+        "two full chunks and the rest"
+    );
+    assert_eq!(run_cached(&mut a, &mut cache, &body).unwrap().len(), series);
+    assert_eq!(plugin_calls(&registry, "r", "relabel"), "3", "all cached");
+
+    // A limit broken in a later chunk fails the scrape and caches none of its new series.
+    let mut cache = SeriesCache::default();
+    let body = format!("{body}late{{x=\"1\",y=\"2\"}} 1\n");
+    assert!(matches!(
+        run_cached(&mut a, &mut cache, &body).unwrap_err(),
+        AppendError::LabelLimit { count: 7, .. }
+    ));
+    assert!(cache.is_empty());
 }
 
 #[tokio::test]

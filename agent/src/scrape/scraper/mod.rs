@@ -45,9 +45,17 @@ const SCRAPE_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-prometheus-
 /// (Go's client reads 2 KiB); a longer body closes the connection instead.
 const MAX_DRAINED_BYTES: usize = 2 * 1024;
 
-/// Idle body buffers kept for reuse; more are freed, so memory follows the scrapes in flight
-/// rather than the number of targets.
+/// Idle body buffers kept for reuse: at most this many, and past the first only while their
+/// capacity stays under [`POOLED_BYTES`], so memory follows the scrapes in flight and their
+/// size rather than the number of targets.
 const POOLED_BUFFERS: usize = 8;
+
+/// Capacity of the idle body buffers kept beyond the first, in bytes.
+const POOLED_BYTES: usize = 4 << 20;
+
+/// Most bytes reserved for a body from its `Content-Length` before it is read, so a false length
+/// (with no `body_size_limit`) cannot make the agent reserve more; a longer body grows as read.
+const MAX_RESERVED_BODY: u64 = 16 << 20;
 
 /// Why a scrape got no body to parse.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +161,8 @@ impl BufferPool {
 
     fn put(&self, mut bytes: Vec<u8>) {
         let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOLED_BUFFERS {
+        let idle: usize = pool.iter().map(Vec::capacity).sum();
+        if pool.is_empty() || (pool.len() < POOLED_BUFFERS && idle + bytes.capacity() <= POOLED_BYTES) {
             bytes.clear();
             pool.push(bytes);
         }
@@ -295,14 +304,23 @@ impl Shared {
     ) -> Result<Format, ScrapeError> {
         let (head, mut incoming) = response.into_parts();
         let format = Format::from_content_type(header_str(head.headers.get(CONTENT_TYPE)));
-        // A declared length that reaches the limit fails before anything is read.
-        if let Some(length) = incoming.size_hint().exact() {
+        // A declared length that reaches the limit fails before anything is read; one under it
+        // is reserved, so the body is not copied as it grows.
+        let length = incoming.size_hint().exact();
+        if let Some(length) = length {
             self.check_limit(length)?;
         }
+        let reserve = |buffer: &mut Vec<u8>| {
+            if let Some(length) = length {
+                buffer.reserve_exact(length.min(MAX_RESERVED_BODY) as usize);
+            }
+        };
         if header_str(head.headers.get(CONTENT_ENCODING)) != Some("gzip") {
+            reserve(body);
             return self.stream(conn, url, &mut incoming, body).await.map(|()| format);
         }
         let mut compressed = self.buffers.take();
+        reserve(&mut compressed);
         let result = match self.stream(conn, url, &mut incoming, &mut compressed).await {
             Ok(()) => self.gunzip(&compressed, body),
             Err(error) => Err(error),
