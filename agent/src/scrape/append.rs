@@ -238,6 +238,13 @@ impl Appender {
         let mut pending: Vec<(usize, Labels)> = Vec::new();
         let mut deferred = std::mem::take(&mut self.deferred);
         deferred.clear();
+        if cache.is_empty() {
+            // Every series is new: size for all of them at once rather than doubling, which
+            // would leave the smaller copies as holes between the long-lived series.
+            let lines = (body.iter().filter(|&&b| b == b'\n').count() + 1).min(MAX_RESERVED_SERIES);
+            cache.reserve(lines);
+            deferred.reserve(lines);
+        }
         let this = &*self;
         let opts = &this.opts;
         let mut queue = Queue::new(opts.sample_limit);
@@ -389,6 +396,10 @@ impl Appender {
 /// first scrape does not hold every series' label sets at once. Those short-lived allocations
 /// would otherwise leave megabytes of free heap between the long-lived prepared series.
 pub(super) const PREPARE_CHUNK: usize = 256;
+
+/// Most series reserved for a first scrape from its line count, so a body of blank lines cannot
+/// make the agent reserve gigabytes; a larger target grows as it is read.
+const MAX_RESERVED_SERIES: usize = 1 << 20;
 
 /// Passes of [`Appender::append`] before giving up on a symbol table that keeps starting new
 /// generations (only a flood of new strings from other targets can cause it).

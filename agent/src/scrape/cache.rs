@@ -87,6 +87,13 @@ impl SeriesCache {
         self.entries.is_empty()
     }
 
+    /// Makes room for `additional` more series (e.g. the lines of a first scrape).
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve_exact(additional);
+        let entries = &self.entries;
+        self.index.reserve(additional, |&p| entries[p as usize].key[0]);
+    }
+
     /// Looks up a series line and marks it seen in the current scrape.
     pub fn lookup(&mut self, line: &[u8]) -> Lookup {
         let hash = xxhash_rust::xxh3::xxh3_128(line);
@@ -256,6 +263,17 @@ mod tests {
         cache.insert(key, series, explicit);
     }
 
+    /// Runs one scrape of `n` series `m{i="…"}` (hashes 0..n) into `cache`; returns their lines.
+    fn fill(cache: &mut SeriesCache, n: usize) -> Vec<Vec<u8>> {
+        let lines: Vec<Vec<u8>> = (0..n).map(|i| format!("m{{i=\"{i}\"}}").into_bytes()).collect();
+        cache.begin();
+        for (i, line) in lines.iter().enumerate() {
+            insert(cache, line, Some(series(i as u64)), false);
+        }
+        end(cache, true);
+        lines
+    }
+
     fn hit(cache: &mut SeriesCache, line: &[u8]) -> u64 {
         match cache.lookup(line) {
             Lookup::Hit(position) => cache.entry(position).series.as_ref().map_or(0, PreparedSeries::hash),
@@ -308,12 +326,7 @@ mod tests {
     #[test]
     fn room_left_by_growth_is_given_back_once_no_series_are_added() {
         let mut cache = SeriesCache::default();
-        let lines: Vec<Vec<u8>> = (0..600).map(|i| format!("m{{i=\"{i}\"}}").into_bytes()).collect();
-        cache.begin();
-        for (i, line) in lines.iter().enumerate() {
-            insert(&mut cache, line, Some(series(i as u64)), false);
-        }
-        end(&mut cache, true);
+        let lines = fill(&mut cache, 600);
         assert!(
             cache.entries.capacity() >= 1024,
             "grown by doubling, kept while growing"
@@ -329,17 +342,18 @@ mod tests {
         assert_eq!(hit(&mut cache, &lines[0]), 0, "the index still finds moved entries");
         end(&mut cache, true);
         assert_eq!(cache.len(), 2);
+
+        // Room reserved for a first scrape is used as it is, without doubling.
+        let mut cache = SeriesCache::default();
+        cache.reserve(600);
+        fill(&mut cache, 600);
+        assert_eq!(cache.entries.capacity(), 600);
     }
 
     #[test]
     fn reordered_inserted_and_removed_series_are_still_found() {
         let mut cache = SeriesCache::default();
-        let lines: Vec<Vec<u8>> = (0..50).map(|i| format!("m{{i=\"{i}\"}}").into_bytes()).collect();
-        cache.begin();
-        for (i, line) in lines.iter().enumerate() {
-            insert(&mut cache, line, Some(series(i as u64)), false);
-        }
-        end(&mut cache, true);
+        let lines = fill(&mut cache, 50);
         // Reversed, with every 7th series gone and a new one in the middle.
         cache.begin();
         for (i, line) in lines.iter().enumerate().rev() {

@@ -421,6 +421,14 @@ async fn limits_fail_the_whole_scrape() {
     ));
 }
 
+#[tokio::test]
+async fn a_body_of_blank_lines_queues_and_caches_nothing() {
+    let (mut a, _r) = appender("", target()).await;
+    let mut cache = SeriesCache::default();
+    assert_eq!(run_cached(&mut a, &mut cache, &"\n".repeat(3_000_000)).unwrap(), []);
+    assert!(cache.is_empty());
+}
+
 // === Appender with plugins (the hostile test guest, see tests/guests/hostile) ===
 
 /// An appender whose job runs `plugins` (name, stage, guest config as YAML flow), with the
