@@ -239,8 +239,8 @@ impl Appender {
         let mut deferred = std::mem::take(&mut self.deferred);
         deferred.clear();
         if cache.is_empty() {
-            // Every series is new: size for all of them at once rather than doubling, which
-            // would leave the smaller copies as holes between the long-lived series.
+            // Every series is new: room for all of them at once rather than copies at every
+            // doubling; `commit` gives back what the comment lines took.
             let lines = (body.iter().filter(|&&b| b == b'\n').count() + 1).min(MAX_RESERVED_SERIES);
             cache.reserve(lines);
             deferred.reserve(lines);
@@ -392,9 +392,8 @@ impl Appender {
     }
 }
 
-/// New series prepared together: enough to amortise a plugin call, few enough that a target's
-/// first scrape does not hold every series' label sets at once. Those short-lived allocations
-/// would otherwise leave megabytes of free heap between the long-lived prepared series.
+/// New series prepared together: enough to amortise a plugin call, few enough that a first
+/// scrape holds at most this many label sets at once, however many series the target has.
 pub(super) const PREPARE_CHUNK: usize = 256;
 
 /// Most series reserved for a first scrape from its line count, so a body of blank lines cannot
