@@ -174,8 +174,8 @@ impl SeriesCache {
 
     /// Ends a scrape whose samples were delivered: the series in it become live; live series
     /// missing from it are handed to `stale` (for a staleness marker) and forgotten. A scrape that
-    /// adds no series gives back the room growth left beyond an eighth of the entries (kept for
-    /// series that come and go).
+    /// adds no series gives back the room growth or [`SeriesCache::reserve`] left beyond an eighth
+    /// of the entries (kept for series that come and go), in the entries and their index.
     pub fn commit(&mut self, mut stale: impl FnMut(&PreparedSeries)) {
         let iteration = self.iteration;
         self.retain(|e| {
@@ -193,6 +193,8 @@ impl SeriesCache {
         let len = self.entries.len();
         if self.inserted == 0 && self.entries.capacity() > len + len / 4 {
             self.entries.shrink_to(len + len / 8);
+            let entries = &self.entries;
+            self.index.shrink_to(len + len / 8, |&p| entries[p as usize].key[0]);
         }
     }
 
@@ -342,12 +344,22 @@ mod tests {
         assert_eq!(hit(&mut cache, &lines[0]), 0, "the index still finds moved entries");
         end(&mut cache, true);
         assert_eq!(cache.len(), 2);
+    }
 
-        // Room reserved for a first scrape is used as it is, without doubling.
+    #[test]
+    fn reserved_room_is_used_without_doubling_and_given_back_when_unused() {
         let mut cache = SeriesCache::default();
         cache.reserve(600);
         fill(&mut cache, 600);
         assert_eq!(cache.entries.capacity(), 600);
+
+        // A first scrape of blank lines reserves for each and adds nothing.
+        let mut cache = SeriesCache::default();
+        cache.reserve(1 << 16);
+        assert!(cache.index.capacity() >= 1 << 16);
+        cache.begin();
+        end(&mut cache, true);
+        assert_eq!((cache.entries.capacity(), cache.index.capacity()), (0, 0));
     }
 
     #[test]
