@@ -10,6 +10,7 @@
 //! - [`http_client`]: HTTP clients with TLS (rustls + ring) and auth, shared by scraping and remote write.
 //! - [`agent`]: the running agent: start, reload, shutdown.
 //! - [`web`]: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/targets`.
+//! - [`spare`]: idle scrape-body and remote-write chunk buffers kept for reuse, within a budget.
 //! - [`check_plugin`]: `trawl-agent check-plugin`, a plugin run on an exposition file.
 
 pub mod agent;
@@ -20,6 +21,7 @@ pub mod http_client;
 pub mod plugin;
 pub mod remote_write;
 pub mod scrape;
+pub mod spare;
 pub mod web;
 
 #[cfg(test)]

@@ -1,13 +1,45 @@
 //! One scrape's samples, encoded where they are produced: for every endpoint and shard, protobuf
 //! `TimeSeries` entries cut into chunks of at most `max_samples_per_send` samples. The shards only
-//! join chunks and compress them, so no per-sample handle crosses threads.
+//! join chunks and compress them, so no per-sample handle crosses threads. Chunk buffers are
+//! reused: [`recycle`] takes them back once compressed.
+
+use std::cell::RefCell;
 
 use trawl_model::remote::SeriesBuffer;
 
 use super::PreparedSeries;
+use crate::spare::Spares;
 
 /// Largest up-front reservation per chunk buffer, so one huge scrape does not pin memory.
 const MAX_RESERVED_BYTES: usize = 16 << 20;
+
+/// Idle chunk buffers kept per thread: at most this many, and past the first only while their
+/// capacity stays under [`POOLED_CHUNK_BYTES`] (see [`crate::spare`]). Enough for a scrape of
+/// 10k series (five 2,000-sample chunks of ~0.5 MB) to allocate none.
+const POOLED_CHUNKS: usize = 8;
+
+/// Capacity of the idle chunk buffers kept beyond the first, per thread, in bytes.
+const POOLED_CHUNK_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// Chunk buffers of the batches built on this thread, back from [`recycle`].
+    static SPARE_CHUNKS: RefCell<Spares<SeriesBuffer>> =
+        const { RefCell::new(Spares::new(POOLED_CHUNKS, POOLED_CHUNK_BYTES)) };
+}
+
+/// An empty chunk buffer, a recycled one if any, with room for `bytes` of protobuf and an eighth
+/// more: the next chunk is about as long as the last, give or take its series' labels, and
+/// should not double to fit.
+fn chunk_buffer(bytes: usize) -> SeriesBuffer {
+    let mut chunk = SPARE_CHUNKS.with_borrow_mut(Spares::take);
+    chunk.reserve_exact((bytes + bytes / 8).min(MAX_RESERVED_BYTES));
+    chunk
+}
+
+/// Takes back a chunk buffer whose content was queued, for the next batch built on this thread.
+pub(super) fn recycle(chunk: SeriesBuffer) {
+    SPARE_CHUNKS.with_borrow_mut(|spares| spares.put(chunk));
+}
 
 /// Samples to queue for every endpoint, from [`super::RemoteWrite::batch`].
 #[derive(Debug)]
@@ -32,13 +64,12 @@ impl WriteBatch {
     /// shard's first chunk sized for `chunk_hint` bytes of protobuf (see
     /// [`WriteBatch::chunk_bytes`]).
     pub(super) fn new(endpoints: impl IntoIterator<Item = (usize, usize)>, chunk_hint: usize) -> WriteBatch {
-        let reserve = chunk_hint.min(MAX_RESERVED_BYTES);
         let endpoints = endpoints
             .into_iter()
             .map(|(shards, max_samples)| {
                 let shards = shards.max(1);
                 EndpointBatch {
-                    open: (0..shards).map(|_| SeriesBuffer::with_capacity(reserve)).collect(),
+                    open: (0..shards).map(|_| chunk_buffer(chunk_hint)).collect(),
                     sealed: Vec::new(),
                     max_samples: max_samples.max(1),
                     dropped: 0,
@@ -95,7 +126,7 @@ impl EndpointBatch {
         chunk.push_sample(labels, timestamp_ms, value);
         if chunk.samples() >= self.max_samples {
             // The next chunk of this shard will likely fill up as this one did.
-            let full = std::mem::replace(chunk, SeriesBuffer::with_capacity(chunk.proto().len()));
+            let full = std::mem::replace(chunk, chunk_buffer(chunk.proto().len()));
             self.sealed.push((shard, full));
         }
     }
@@ -166,5 +197,31 @@ mod tests {
         assert_eq!(second.dropped, 7);
         let chunks: Vec<_> = second.into_chunks().map(|(s, c)| (s, c.samples())).collect();
         assert_eq!(chunks, [(0, 7)]);
+    }
+
+    #[test]
+    fn chunk_buffers_are_sized_from_the_last_chunk_and_reused_once_recycled() {
+        let labels = [b'x'; 40];
+        let kept = series(0, &[Some(&labels[..])]);
+        let mut batch = WriteBatch::new([(1, 10)], 0);
+        for t in 0..25 {
+            batch.push(&kept, t, 1.0);
+        }
+        let chunks: Vec<SeriesBuffer> = batch.endpoints.remove(0).into_chunks().map(|(_, c)| c).collect();
+        assert_eq!(chunks.len(), 3);
+        let full = chunks[0].proto().len();
+        assert!(
+            chunks[1].capacity() >= full + full / 8,
+            "a chunk after a full one has room for it and an eighth more, so it does not double"
+        );
+        let capacities: Vec<usize> = chunks.iter().map(SeriesBuffer::capacity).collect();
+        for chunk in chunks {
+            recycle(chunk);
+        }
+        // The next batch on this thread takes the last buffer given back, emptied.
+        let again = WriteBatch::new([(1, 10)], 0);
+        let reused = &again.endpoints[0].open[0];
+        assert_eq!((reused.samples(), reused.proto().len()), (0, 0));
+        assert_eq!(reused.capacity(), capacities[2]);
     }
 }

@@ -21,7 +21,7 @@ use trawl_model::relabel::{self, RelabelConfig};
 use trawl_model::remote::{CodecError, Compressor, encode_labels};
 
 use super::RemoteWriteError;
-use super::batch::EndpointBatch;
+use super::batch::{EndpointBatch, recycle};
 use super::client::Client;
 use super::disk::{self, AppendError, Batch, QueueOptions};
 use super::metrics::{EndpointMetrics, RemoteWriteFamilies};
@@ -181,6 +181,7 @@ impl QueueManager {
                         .map_or(Err(AppendError::Closed), |q| q.append(n, max_timestamp_ms, block)),
                 )
             });
+            recycle(chunk);
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(AppendError::Closed)) => {

@@ -185,9 +185,8 @@ impl ScrapeLoop {
         let timestamp_ms = millis(start_wall).max(self.last_timestamp_ms + 1);
         self.last_timestamp_ms = timestamp_ms;
 
-        // Fetch the body, then parse it against the cache into a batch for remote write.
-        let mut batch = self.appender.remote.batch(self.last_chunk_bytes);
-        self.cache.begin();
+        // Fetch the body, then parse it against the cache into a batch for remote write. The
+        // batch is made after the fetch: scrapes waiting on slow targets hold no chunk buffers.
         let forced = self.forced_error.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fetched = match forced {
             Some(error) => Err(error),
@@ -197,6 +196,8 @@ impl ScrapeLoop {
                 .await
                 .map_err(|e| e.to_string()),
         };
+        let mut batch = self.appender.remote.batch(self.last_chunk_bytes);
+        self.cache.begin();
         let mut counts = AppendCounts::default();
         let error = match fetched {
             Err(error) => Some(error),

@@ -105,6 +105,16 @@ impl SeriesBuffer {
         }
     }
 
+    /// Bytes of protobuf it holds without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.proto.capacity()
+    }
+
+    /// Makes room for at least `bytes` more bytes of protobuf, exactly (no doubling).
+    pub fn reserve_exact(&mut self, bytes: usize) {
+        self.proto.reserve_exact(bytes);
+    }
+
     /// Forgets the content, keeping the capacity.
     pub fn clear(&mut self) {
         self.proto.clear();

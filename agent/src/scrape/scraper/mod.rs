@@ -15,7 +15,7 @@ mod tests;
 use std::borrow::Cow;
 use std::io::Read;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,6 +34,7 @@ pub use connection::{ConnectionError, READ_BUFFER_BYTES};
 
 use crate::config::ScrapeConfig;
 use crate::http_client::{Auth, HttpClientError, MAX_REDIRECTS, error_chain};
+use crate::spare::Spares;
 
 /// `User-Agent` of scrapes and remote writes.
 pub const TRAWL_USER_AGENT: &str = concat!("trawl-agent/", env!("CARGO_PKG_VERSION"));
@@ -45,9 +46,8 @@ const SCRAPE_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-prometheus-
 /// (Go's client reads 2 KiB); a longer body closes the connection instead.
 const MAX_DRAINED_BYTES: usize = 2 * 1024;
 
-/// Idle body buffers kept for reuse: at most this many, and past the first only while their
-/// capacity stays under [`POOLED_BYTES`], so memory follows the scrapes in flight and their
-/// size rather than the number of targets.
+/// Idle body buffers kept for reuse per scrape pool: at most this many, and past the first only
+/// while their capacity stays under [`POOLED_BYTES`] (see [`crate::spare`]).
 const POOLED_BUFFERS: usize = 8;
 
 /// Capacity of the idle body buffers kept beyond the first, in bytes.
@@ -147,25 +147,26 @@ impl Clone for Scraper {
 }
 
 /// Idle body buffers, shared by a pool's scrapers.
-#[derive(Debug, Default)]
-struct BufferPool(Mutex<Vec<Vec<u8>>>);
+#[derive(Debug)]
+struct BufferPool(Mutex<Spares<Vec<u8>>>);
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        BufferPool(Mutex::new(Spares::new(POOLED_BUFFERS, POOLED_BYTES)))
+    }
+}
 
 impl BufferPool {
     fn take(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default()
+        self.lock().take()
     }
 
-    fn put(&self, mut bytes: Vec<u8>) {
-        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let idle: usize = pool.iter().map(Vec::capacity).sum();
-        if pool.is_empty() || (pool.len() < POOLED_BUFFERS && idle + bytes.capacity() <= POOLED_BYTES) {
-            bytes.clear();
-            pool.push(bytes);
-        }
+    fn put(&self, bytes: Vec<u8>) {
+        self.lock().put(bytes);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Spares<Vec<u8>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
