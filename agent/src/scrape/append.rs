@@ -240,10 +240,12 @@ impl Appender {
         deferred.clear();
         if cache.is_empty() {
             // Every series is new: room for all of them at once rather than copies at every
-            // doubling; `commit` gives back what the comment lines took.
-            let lines = (body.iter().filter(|&&b| b == b'\n').count() + 1).min(MAX_RESERVED_SERIES);
-            cache.reserve(lines);
-            deferred.reserve(lines);
+            // doubling. Sample lines only: node_exporter has as many `# HELP`/`# TYPE` lines as
+            // samples, which would double the reservation (`commit` gives back what the
+            // series relabeling dropped took).
+            let samples = sample_lines(body).min(MAX_RESERVED_SERIES);
+            cache.reserve(samples);
+            deferred.reserve(samples);
         }
         let this = &*self;
         let opts = &this.opts;
@@ -396,9 +398,17 @@ impl Appender {
 /// scrape holds at most this many label sets at once, however many series the target has.
 pub(super) const PREPARE_CHUNK: usize = 256;
 
-/// Most series reserved for a first scrape from its line count, so a body of blank lines cannot
-/// make the agent reserve gigabytes; a larger target grows as it is read.
+/// Most series reserved for a first scrape from its sample lines, so a body of a billion `a 1`
+/// lines cannot make the agent reserve gigabytes; a larger target grows as it is read.
 const MAX_RESERVED_SERIES: usize = 1 << 20;
+
+/// Lines of an exposition that can hold a sample: neither empty nor a `#` comment, `# HELP`,
+/// `# TYPE` or `# EOF` line.
+fn sample_lines(body: &[u8]) -> usize {
+    body.split(|&b| b == b'\n')
+        .filter(|line| line.first().is_some_and(|&b| b != b'#'))
+        .count()
+}
 
 /// Passes of [`Appender::append`] before giving up on a symbol table that keeps starting new
 /// generations (only a flood of new strings from other targets can cause it).

@@ -82,6 +82,12 @@ impl SeriesCache {
         self.entries.len()
     }
 
+    /// Entries it holds without reallocating.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

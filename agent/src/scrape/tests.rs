@@ -429,6 +429,17 @@ async fn a_body_of_blank_lines_queues_and_caches_nothing() {
     assert!(cache.is_empty());
 }
 
+#[tokio::test]
+async fn a_first_scrape_reserves_the_cache_for_its_sample_lines_not_its_comments() {
+    let (mut a, _r) = appender("", target()).await;
+    let mut cache = SeriesCache::default();
+    let body: String = (0..300)
+        .map(|i| format!("# HELP m{i} Help.\n# TYPE m{i} gauge\n\nm{i} 1\n"))
+        .collect();
+    assert_eq!(run_cached(&mut a, &mut cache, &body).unwrap().len(), 300);
+    assert_eq!(cache.capacity(), 300, "reserved once, for the samples");
+}
+
 // === Appender with plugins (the hostile test guest, see tests/guests/hostile) ===
 
 /// An appender whose job runs `plugins` (name, stage, guest config as YAML flow), with the
