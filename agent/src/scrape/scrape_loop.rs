@@ -187,12 +187,12 @@ impl ScrapeLoop {
 
         // Fetch the body, then parse it against the cache into a batch for remote write. The
         // batch is made after the fetch: scrapes waiting on slow targets hold no chunk buffers.
+        // The fetch's state (connect, TLS, HTTP exchange) is boxed for its duration only, so
+        // the task of a loop between scrapes stays small.
         let forced = self.forced_error.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fetched = match forced {
             Some(error) => Err(error),
-            None => self
-                .scraper
-                .scrape(&self.target.url, self.target.timeout)
+            None => Box::pin(self.scraper.scrape(&self.target.url, self.target.timeout))
                 .await
                 .map_err(|e| e.to_string()),
         };
